@@ -1,0 +1,166 @@
+"""The book's figures: one function per kind of figure, one style (:func:`use_style`).
+
+Every function takes plain numbers or tensors (never a model or a trainer) and returns the
+matplotlib ``Figure`` (or draws into the given ``ax``), so notebooks and the CLI share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor
+
+PALETTE = "colorblind"
+
+
+def use_style() -> None:
+    """The book's plotting style (seaborn ``whitegrid``, colour-blind palette, readable fonts)."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titleweight": "bold"})
+
+
+def _np(x: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
+    if isinstance(x, Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def image_grid(images: Tensor | np.ndarray, nrow: int = 8, title: str | None = None,
+               ax: plt.Axes | None = None, image_shape: tuple[int, int] = (28, 28)) -> plt.Figure:
+    """Show ``images (N, 784)`` (values in [0, 1]) as a grid with ``nrow`` images per row."""
+    imgs = _np(images).reshape(-1, *image_shape)
+    n = len(imgs)
+    rows = int(np.ceil(n / nrow))
+    h, w = image_shape
+    canvas = np.ones((rows * (h + 2) + 2, nrow * (w + 2) + 2))
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, nrow)
+        canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = 1 - img
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(nrow * 0.45 + 0.3, rows * 0.45 + 0.5))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def save_image_grid(images: Tensor, path: str, nrow: int = 8) -> None:
+    """Write ``images (N, 784)`` to a PNG grid (black strokes on white)."""
+    from torchvision.utils import save_image
+
+    imgs = 1 - images.detach().float().cpu().view(-1, 1, 28, 28).clamp(0, 1)
+    save_image(imgs, path, nrow=nrow, padding=2, pad_value=1.0)
+
+
+def reconstructions(x: Tensor, recon: Mapping[str, Tensor], n: int = 10) -> plt.Figure:
+    """Rows: the inputs ``x (N, 784)``, then one row per model in ``recon`` (name -> (N, 784))."""
+    rows = 1 + len(recon)
+    fig, axes = plt.subplots(rows, 1, figsize=(n * 0.5 + 1.5, rows * 0.62 + 0.2))
+    axes = np.atleast_1d(axes)
+    image_grid(x[:n], nrow=n, ax=axes[0])
+    axes[0].set_title("input", fontsize=9, loc="left")
+    for ax, (name, r) in zip(axes[1:], recon.items(), strict=True):
+        image_grid(r[:n], nrow=n, ax=ax)
+        ax.set_title(name, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def history(histories: Mapping[str, Sequence[Mapping[str, Any]]],
+            keys: Sequence[str] = ("val_neg_elbo", "val_kl", "val_mi", "val_au"),
+            labels: Mapping[str, str] | None = None) -> plt.Figure:
+    """One panel per metric in ``keys``, one line per run (name -> list of per-epoch dicts)."""
+    names = {"val_neg_elbo": "-ELBO (nats)", "val_kl": "KL (nats)", "val_mi": "MI (nats)",
+             "val_au": "active units", "train_loss": "training loss (nats)", "train_ce": "CE (nats)",
+             "val_rec": "reconstruction (nats)", "kl_weight": "KL weight"}
+    names.update(labels or {})
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.9))
+    axes = np.atleast_1d(axes)
+    for ax, key in zip(axes, keys, strict=True):
+        for run, rows in histories.items():
+            ep = [r["epoch"] for r in rows if key in r and r[key] not in ("", None)]
+            val = [float(r[key]) for r in rows if key in r and r[key] not in ("", None)]
+            ax.plot(ep, val, marker="o", ms=3, label=run)
+        ax.set_xlabel("epoch")
+        ax.set_title(names.get(key, key), fontsize=10)
+    axes[-1].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def kl_per_dim(kls: Mapping[str, Sequence[float] | Tensor], sort: bool = True,
+               threshold: float | None = None) -> plt.Figure:
+    """Bar chart of the KL per latent dimension (nats) for each model, sorted high to low."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    width = 0.8 / max(len(kls), 1)
+    for i, (name, kl) in enumerate(kls.items()):
+        v = _np(kl)
+        if sort:
+            v = np.sort(v)[::-1]
+        ax.bar(np.arange(len(v)) + i * width, v, width=width, label=name)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("KL (nats)")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, title: str | None = None,
+                   max_points: int = 5000) -> plt.Figure:
+    """Scatter of 2-D codes ``z (N, 2)`` coloured by ``labels (N,)``."""
+    z, labels = _np(z)[:max_points], _np(labels)[:max_points]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 4))
+    sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    ax.figure.colorbar(sc, ax=ax, ticks=range(int(labels.max()) + 1))
+    return ax.figure
+
+
+def latent_manifold(decode_mean: Any, n: int = 15, span: float = 2.5) -> plt.Figure:
+    """Decode a regular grid of 2-D codes in ``[-span, span]^2`` (``decode_mean: (M, 2) -> (M, 784)``)."""
+    g = torch.linspace(-span, span, n)
+    zz = torch.stack(torch.meshgrid(g, -g, indexing="xy"), -1).view(-1, 2)
+    imgs = decode_mean(zz)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    image_grid(imgs, nrow=n, ax=ax)
+    return fig
+
+
+def rate_distortion(points: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                    ax: plt.Axes | None = None) -> plt.Figure:
+    """Rate (KL, nats) against distortion (reconstruction, nats), one colour per method.
+
+    ``points``: name -> (rates, distortions), one entry per seed. The dashed lines are -ELBO
+    iso-lines (rate + distortion = const).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4))
+    allr, alld = [], []
+    for name, (r, d) in points.items():
+        ax.scatter(r, d, label=name, s=28)
+        allr += list(r)
+        alld += list(d)
+    if allr:
+        lo, hi = min(r + d for r, d in zip(allr, alld, strict=True)), max(
+            r + d for r, d in zip(allr, alld, strict=True))
+        rr = np.linspace(0, max(allr) * 1.1 + 1, 50)
+        for c in np.linspace(lo, hi, 3):
+            ax.plot(rr, c - rr, color="grey", lw=0.6, ls="--")
+        ax.set_ylim(min(alld) - 3, max(alld) + 3)
+    ax.set_xlabel("rate: KL (nats)")
+    ax.set_ylabel("distortion: reconstruction (nats)")
+    ax.legend(fontsize=8, frameon=False)
+    return ax.figure
