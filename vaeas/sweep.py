@@ -1,0 +1,180 @@
+"""Grids of runs (methods x datasets x seeds) from a JSON config, one small result file per run.
+
+A sweep config looks like ::
+
+    {
+      "results": "results/sweep",            # where <dataset>-<method>-s<seed>.json go
+      "runs": "runs/sweep",                  # checkpoints (git-ignored), for resume
+      "datasets": ["mnist", "omniglot"],
+      "seeds": [0, 1, 2],
+      "common": {"arch": "made", "latent": 32, "epochs": 10},
+      "methods": {"vae": {}, "vaeas_label": {"model": "vaeas", "target": "label", "lam": 10}},
+      "eval": {"k": 5000, "iw_size": 1000},
+      "fast": {"epochs": 1, "limit": 2000, "k": 20, "iw_size": 50}   # overrides with --fast
+    }
+
+Keys of ``common``, a method and ``eval`` are the long options of ``vaeas train`` (``warmup_epochs``
+-> ``--warmup-epochs``; ``true`` -> a bare flag). Every run is a separate ``python -m vaeas train``
+process, so the grid can be cut into disjoint slices (``--shard i/n``) and spread over machines or
+GPUs; a run whose result file exists is skipped, and an interrupted run resumes from its last
+epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SweepError(ValueError):
+    """A malformed sweep config (reported as one line, exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the grid."""
+
+    dataset: str
+    method: str
+    seed: int
+    options: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.method}-s{self.seed}"
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a sweep config."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"sweep config {path} not found")
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SweepError(f"sweep config {path} is not valid JSON ({exc})") from None
+    for key in ("datasets", "seeds", "methods"):
+        if not cfg.get(key):
+            raise SweepError(f"sweep config {path} needs a non-empty {key!r}")
+    if not isinstance(cfg["methods"], dict):
+        raise SweepError(f"sweep config {path}: 'methods' must map names to option dicts")
+    return cfg
+
+
+def expand(cfg: dict[str, Any], fast: bool = False) -> list[Run]:
+    """All runs of the grid in a fixed order (dataset, method, seed)."""
+    runs = []
+    for dataset in cfg["datasets"]:
+        for method, opts in cfg["methods"].items():
+            for seed in cfg["seeds"]:
+                options = {**cfg.get("common", {}), **cfg.get("eval", {}), **(opts or {})}
+                options.update(cfg.get("per_dataset", {}).get(dataset, {}))
+                if fast:
+                    options.update(cfg.get("fast", {}))
+                options.update(dataset=dataset, seed=int(seed))
+                runs.append(Run(dataset, method, int(seed), options))
+    return runs
+
+
+def train_args(options: dict[str, Any]) -> list[str]:
+    """``{"warmup_epochs": 5, "amp": True}`` -> ``["--warmup-epochs", "5", "--amp"]``."""
+    args: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, list | tuple):
+            args += [flag, ",".join(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def run_sweep(config: str | os.PathLike, shard: tuple[int, int] = (0, 1), results: str | None = None,
+              device: str | None = None, fast: bool = False, dry_run: bool = False) -> int:
+    """Run this shard's slice of the grid; return 0 when every run of the slice has a result."""
+    cfg = load_config(config)
+    res_dir = Path(results or cfg.get("results", "results/sweep"))
+    if fast:
+        res_dir = res_dir.with_name(res_dir.name + "-fast")
+    run_dir = Path(cfg.get("runs", "runs/sweep" + ("-fast" if fast else "")))
+    runs = expand(cfg, fast)
+    i, n = shard
+    mine = runs[i::n]
+    todo = [r for r in mine if not (res_dir / f"{r.name}.json").is_file()]
+    print(f"sweep {Path(config).name}: {len(runs)} runs in the grid, {len(mine)} in shard {i}/{n}, "
+          f"{len(mine) - len(todo)} done, {len(todo)} to run -> {res_dir}", flush=True)
+    if dry_run:
+        for r in mine:
+            state = "done" if r not in todo else "todo"
+            print(f"  {state}  {r.name}  {' '.join(train_args(r.options))}")
+        return 0
+    res_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    t_sweep = time.perf_counter()
+    for j, r in enumerate(todo, 1):
+        out = run_dir / r.name
+        opts = dict(r.options)
+        if device:
+            opts["device"] = device
+        cmd = [sys.executable, "-m", "vaeas", "train", *train_args(opts), "--out", str(out), "--quiet"]
+        if (out / "checkpoint.pt").is_file():
+            cmd.append("--resume")
+        t0 = time.perf_counter()
+        print(f"[{j}/{len(todo)}] {r.name} ...", flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            print(f"[{j}/{len(todo)}] {r.name} FAILED (exit {proc.returncode}): {msg}", flush=True)
+            failed.append(r.name)
+            if proc.returncode == 2:  # a config mistake fails every run alike: stop early
+                break
+            continue
+        write_result(r, out, res_dir / f"{r.name}.json")
+        elapsed = time.perf_counter() - t_sweep
+        eta = elapsed / j * (len(todo) - j)
+        print(f"[{j}/{len(todo)}] {r.name} done in {time.perf_counter() - t0:.0f} s "
+              f"(sweep {elapsed / 60:.1f} min, about {eta / 60:.1f} min left)", flush=True)
+    if failed:
+        print(f"sweep: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_result(run: Run, out: Path, path: Path) -> None:
+    """Collect a finished run folder into one small JSON result (config, test metrics, history)."""
+    import csv
+
+    with open(out / "history.csv") as f:
+        history = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    result = {
+        "name": run.name, "dataset": run.dataset, "method": run.method, "seed": run.seed,
+        "options": run.options,
+        "config": json.loads((out / "config.json").read_text()),
+        "metrics": json.loads((out / "metrics.json").read_text()),
+        "history": history,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _num(v: str) -> float | int | str:
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+
+
+def load_results(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """All result files of a sweep folder, sorted by name."""
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
