@@ -121,7 +121,9 @@ class Trainer:
     first ``val_size`` validation images: -ELBO, KL, MI (dataset estimator) and AU (delta 0.01).
 
     ``device="auto"`` picks CUDA, then MPS, then CPU; ``amp=True`` runs the forward pass under bf16
-    autocast on CUDA; ``compile=True`` wraps the loss in :func:`torch.compile`.
+    autocast on CUDA; ``compile=True`` wraps the loss in :func:`torch.compile`. ``progress`` shows a
+    tqdm bar (terminal or notebook); ``log=True`` prints one plain line per epoch instead (for
+    notebooks whose outputs are committed).
     """
 
     epochs: int = 10
@@ -141,6 +143,7 @@ class Trainer:
     delta: float = 0.01
     grad_clip: float | None = None
     progress: bool = True
+    log: bool = False
     check_every: int = 50
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -273,6 +276,10 @@ class Trainer:
                 if self.progress:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{row['train_loss']:.2f}",
                                     kl=f"{row['train_kl']:.2f}", au=row["val_au"])
+                if self.log:
+                    print(f"epoch {epoch + 1:3d}  loss {row['train_loss']:8.2f}  "
+                          f"val -ELBO {row['val_neg_elbo']:8.2f}  KL {row['val_kl']:6.2f}  "
+                          f"MI {row['val_mi']:5.2f}  AU {row['val_au']:3d}  ({seconds:.1f} s)", flush=True)
                 if out is not None:
                     self._save(out, model, opt, gen, device, epoch + 1, history)
                 epochs_run += 1
