@@ -26,7 +26,7 @@ import pathlib
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -819,3 +819,45 @@ def load_dataset(
     else:
         dataset = _load_omniglot(found, val_size, seed, limit, cache_dir, _expect_full)
     return dataset.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic data
+# --------------------------------------------------------------------------------------------
+
+
+def gaussian_dataset(
+    eigenvalues: Sequence[float],
+    n_train: int = 20_000,
+    n_val: int = 2_000,
+    n_test: int = 5_000,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Dataset:
+    """Zero-mean Gaussian data ``x ~ N(0, U diag(eigenvalues) U^T)`` with a random rotation ``U``.
+
+    The data of the linear-VAE experiment (Lucas et al. 2019): the covariance spectrum is known,
+    so which latent dimensions collapse can be predicted exactly (see
+    :func:`vaeas.models.linear_vae_kl_per_dim`). ``x`` is real-valued, so every split is marked
+    ``binarized=True`` ("use ``x`` as it is"); labels are all 0.
+
+    Returns:
+        a :class:`Dataset` named ``"gaussian"`` with ``x`` of shape ``(N, len(eigenvalues))``.
+    """
+    eig = torch.as_tensor(list(eigenvalues), dtype=torch.float64)
+    if eig.dim() != 1 or len(eig) < 1 or bool((eig <= 0).any()):
+        raise ValueError("eigenvalues must be a non-empty list of positive numbers")
+    d = len(eig)
+    gen = torch.Generator().manual_seed(int(seed))
+    u, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    scale = u * eig.sqrt()  # x = U diag(sqrt(eig)) e
+
+    def split(n: int) -> Split:
+        e = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        x = (e @ scale.T).float()
+        zeros = torch.zeros(n, dtype=torch.int64)
+        return Split(x, zeros, torch.arange(n), binarized=True)
+
+    ds = Dataset("gaussian", split(n_train), split(n_val), split(n_test), num_classes=1,
+                 source="synthetic", image_shape=(1, 1, d))
+    return ds.to(device)

@@ -44,6 +44,12 @@ def _device(model: Any) -> torch.device:
         return torch.device("cpu")
 
 
+def _log_px(model: Any, out: Tensor, x: Tensor) -> Tensor:
+    """log p(x|z) from the decoder output: the model's own ``log_likelihood`` or Bernoulli."""
+    fn = getattr(model, "log_likelihood", None)
+    return fn(out, x) if fn is not None else bernoulli_log_likelihood(out, x)
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -74,7 +80,7 @@ def elbo_terms(model: Any, x: Tensor, batch_size: int = 1000, seed: int = 0) -> 
             xb = x[s]
             mu, logvar = model.encode(xb)
             z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-            out["rec"].append(-bernoulli_log_likelihood(model.decode(z, xb), xb))
+            out["rec"].append(-_log_px(model, model.decode(z, xb), xb))
             kpd = kl_standard_normal(mu.float(), logvar.float())
             out["kl_per_dim"].append(kpd)
             out["kl"].append(kpd.sum(-1))
@@ -109,7 +115,7 @@ def iw_nll(model: Any, x: Tensor, k: int = 5000, max_rows: int = 50_000, seed: i
                 z = mu[:, None] + std[:, None] * torch.randn(n, m, mu.shape[1], device=mu.device)
                 xr = xb[:, None].expand(n, m, xb.shape[1]).reshape(n * m, -1)
                 logits = model.decode(z.reshape(n * m, -1), xr)
-                log_px = bernoulli_log_likelihood(logits, xr).view(n, m)
+                log_px = _log_px(model, logits, xr).view(n, m)
                 log_w = log_px + standard_normal_log_density(z) - gaussian_log_density(
                     z, mu[:, None], logvar[:, None])
                 acc = torch.logaddexp(acc, torch.logsumexp(log_w.float(), dim=1))

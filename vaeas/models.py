@@ -345,6 +345,11 @@ class VAE(nn.Module):
         """``z (B, D) [, x (B, P)] -> logits (B, P)``; ``x`` is required by autoregressive decoders."""
         return self.decoder(z, x)
 
+    @staticmethod
+    def log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
+        """log p(x|z) from the decoder's output: ``(B, P) -> (B,)``, nats (Bernoulli here)."""
+        return bernoulli_log_likelihood(logits, x)
+
     @property
     def autoregressive(self) -> bool:
         return bool(getattr(self.decoder, "autoregressive", False))
@@ -358,7 +363,7 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)
         logits = self.decode(z, x)
-        rec = -bernoulli_log_likelihood(logits, x)
+        rec = -self.log_likelihood(logits, x)
         kl_per_dim = kl_standard_normal(mu.float(), logvar.float())
         kl = kl_per_dim.sum(-1)
         return {"rec": rec, "kl": kl, "kl_per_dim": kl_per_dim, "neg_elbo": rec + kl}, z
@@ -450,6 +455,57 @@ class VAEAS(VAE):
         parts["aux"] = self.lam * ce
         parts["mi_bound"] = self.target_entropy - ce
         return parts
+
+
+class LinearVAE(VAE):
+    """The linear VAE of Lucas et al. (2019), where posterior collapse can be solved exactly.
+
+    ``p(z) = N(0, I)``, ``p(x|z) = N(W z + b, sigma2 I)`` and ``q(z|x) = N(V x + c, diag(s^2))`` with
+    a variance that does not depend on ``x``. Its ELBO is maximised by the probabilistic-PCA
+    solution: for data-covariance eigenvalues ``lambda_i``, a latent dimension is used iff
+    ``lambda_i > sigma2`` and then carries ``KL_i = 0.5 log(lambda_i / sigma2)`` nats
+    (:func:`linear_vae_kl_per_dim`); every other dimension collapses to the prior. ``decode``
+    returns the Gaussian mean; ``log_likelihood`` is the Gaussian one, so :mod:`vaeas.metrics`
+    ELBO terms are correct for this model too.
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int, sigma2: float = 1.0, learn_sigma: bool = False):
+        enc = nn.Linear(data_dim, latent_dim)
+        dec = nn.Linear(latent_dim, data_dim)
+        super().__init__(enc, dec, latent_dim, {"model": "linear", "data_dim": data_dim,
+                                                "latent_dim": latent_dim, "sigma2": sigma2,
+                                                "learn_sigma": learn_sigma})
+        self.enc_logvar = nn.Parameter(torch.full((latent_dim,), -2.0))
+        log_s2 = torch.tensor(math.log(sigma2))
+        if learn_sigma:
+            self.log_sigma2 = nn.Parameter(log_s2)
+        else:
+            self.register_buffer("log_sigma2", log_s2)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu = self.encoder(x)
+        return mu, self.enc_logvar.expand_as(mu)
+
+    def decode(self, z: Tensor, x: Tensor | None = None) -> Tensor:
+        return self.decoder(z)
+
+    def log_likelihood(self, mean: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        """Gaussian log N(x; mean, sigma2 I): ``(B, P) -> (B,)``, nats."""
+        return -0.5 * (LOG_2PI + self.log_sigma2 + (x - mean).pow(2) / self.log_sigma2.exp()).sum(-1)
+
+    def _generate(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.decode(z)
+
+
+def linear_vae_kl_per_dim(eigenvalues: Sequence[float] | Tensor, sigma2: float) -> Tensor:
+    """KL per latent dimension (nats) at the optimum of a :class:`LinearVAE` (Lucas et al. 2019).
+
+    ``KL_i = max(0, 0.5 * log(lambda_i / sigma2))``, sorted as given; at this optimum the KL of each
+    dimension equals the mutual information it carries, and dimensions with ``lambda_i <= sigma2``
+    collapse (KL = 0).
+    """
+    lam = torch.as_tensor(eigenvalues, dtype=torch.float64)
+    return torch.clamp(0.5 * torch.log(lam / sigma2), min=0.0)
 
 
 # --------------------------------------------------------------------------- factory
