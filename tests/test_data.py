@@ -200,6 +200,7 @@ def test_nothing_found_offline_names_paths_tried(tmp_path, monkeypatch):
 
 def test_explicit_root_must_hold_the_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAEAS_DATA", raising=False)
     write_fake_mnist(tmp_path / "data")  # ./data has MNIST, but an explicit root wins
     monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
     with pytest.raises(DataError, match="no MNIST under root='empty'"):

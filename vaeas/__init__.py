@@ -9,6 +9,7 @@ from .data import DataError, Dataset, Split, batches, load_dataset
 from .metrics import (
     active_units,
     classifier_bound,
+    code_gain,
     elbo_terms,
     evaluate,
     iw_nll,
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE", "VAEAS", "Constant", "Cyclical", "DataError", "Dataset", "LinearWarmup", "Split",
     "Trainer", "TrainingError", "active_units", "batches", "build_model", "classifier_bound",
-    "elbo_terms", "evaluate", "iw_nll", "linear_probe", "load_dataset", "load_model",
+    "code_gain", "elbo_terms", "evaluate", "iw_nll", "linear_probe", "load_dataset", "load_model",
     "make_schedule", "model_from_config", "mutual_information", "resolve_device", "total_loss",
     "__version__",
 ]

@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
     g.add_argument("--direct", action="store_true", help="MADE: add a direct pixel->output path")
     g.add_argument("--target", choices=TARGETS, default="label", help="VAE-AS classifier target")
-    g.add_argument("--lam", type=_nonneg_float, default=1.0, help="VAE-AS weight lambda on CE")
+    g.add_argument("--lam", type=_nonneg_float, default=None, help="VAE-AS weight lambda on CE (1)")
     g.add_argument("--head-hidden", type=_positive_int, default=None,
                    help="VAE-AS classifier hidden units (default: linear)")
     g.add_argument("--head", choices=("auto", "dense", "two_level"), default="auto")
@@ -216,7 +216,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} exists and is not a folder")
     if (out / CHECKPOINT).exists() and not a.resume:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if a.model == "vae" and (a.lam != 1.0 or a.head_hidden is not None):
+    if a.model == "vae" and (a.lam is not None or a.head_hidden is not None):
         raise UsageError("--lam and --head-hidden only apply to --model vaeas")
     if a.arch == "conv" and (a.hidden or a.decoder_hidden):
         raise UsageError("--hidden/--decoder-hidden do not apply to --arch conv")
@@ -228,7 +228,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         num_classes, h = len(data.train), math.log(len(data.train))
     torch.manual_seed(a.seed)
     model = build_model(a.model, a.arch, a.latent, a.hidden, a.decoder_hidden, a.activation,
-                        num_classes=num_classes, target=a.target, lam=a.lam, head_hidden=a.head_hidden,
+                        num_classes=num_classes, target=a.target, lam=1.0 if a.lam is None else a.lam,
+                        head_hidden=a.head_hidden,
                         head=a.head, target_entropy=h, direct=a.direct)
     trainer = Trainer(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, kl_schedule=a.anneal,
                       beta=a.beta, warmup_epochs=a.warmup_epochs, cycles=a.cycles, ratio=a.ratio,
@@ -264,13 +265,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     try:
         config = json.loads((run / "config.json").read_text())
         dataset = config["dataset"]
-    except (json.JSONDecodeError, KeyError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError) as exc:
         raise UsageError(f"{run / 'config.json'} is unreadable ({exc})") from None
     device = resolve_device(a.device)
     try:
         model = load_model(run / CHECKPOINT, device)
     except Exception as exc:  # a truncated or foreign file
-        raise UsageError(f"cannot load {run / CHECKPOINT}: {str(exc).splitlines()[0]}") from None
+        msg = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"cannot load {run / CHECKPOINT}: {msg}") from None
     data = load_dataset(dataset, root=a.data_root, device=device, limit=config.get("limit"))
     seed = int(config.get("trainer", {}).get("seed", 0))
     metrics = evaluate(model, data, seed=seed, **_eval_settings(a))

@@ -89,6 +89,26 @@ def elbo_terms(model: Any, x: Tensor, batch_size: int = 1000, seed: int = 0) -> 
     return res
 
 
+def code_gain(model: Any, x: Tensor, batch_size: int = 1000, seed: int = 0) -> float:
+    """How much the decoder uses the code: nats per image gained by decoding ``x`` from its own code.
+
+    ``E[log p(x | z)] - E[log p(x | z')]`` with ``z ~ q(z|x)`` and ``z' ~ q(z|x')`` for another
+    image ``x'`` of the set (a fixed random pairing). A collapsed model, whose posteriors are all
+    the prior, gains 0; a model whose reconstructions depend on the input gains many nats.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(x), generator=gen).to(x.device)
+    own, other = [], []
+    with _eval_mode(model), seeded(seed, _device(model)):
+        for s in _chunks(len(x), batch_size):
+            xb = x[s]
+            for src, acc in ((xb, own), (x[perm[s]], other)):
+                mu, logvar = model.encode(src)
+                z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+                acc.append(_log_px(model, model.decode(z, xb), xb))
+    return (torch.cat(own) - torch.cat(other)).mean().item()
+
+
 # --------------------------------------------------------------------------- IW-NLL
 def iw_nll(model: Any, x: Tensor, k: int = 5000, max_rows: int = 50_000, seed: int = 0) -> Tensor:
     """Importance-weighted estimate of -log p(x) (Burda et al. 2016), per sample ``(N,)``, nats.
@@ -127,12 +147,15 @@ def iw_nll(model: Any, x: Tensor, k: int = 5000, max_rows: int = 50_000, seed: i
 def _log_q_matrix(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """``M[i, j] = log q(z_i | x_j)`` for ``z (n, D)`` and posteriors ``mu, logvar (m, D)``: ``(n, m)``.
 
-    Expanded into matrix products so memory is ``O(n m)``, not ``O(n m D)``.
+    Expanded into matrix products so memory is ``O(n m)``, not ``O(n m D)``; computed in float64
+    (the expansion cancels badly in float32 when posteriors are sharp), except on MPS.
     """
+    if z.device.type != "mps":
+        z, mu, logvar = z.double(), mu.double(), logvar.double()
     prec = torch.exp(-logvar)  # (m, D)
     quad = (z.pow(2) @ prec.T) - 2 * (z @ (mu * prec).T) + (mu.pow(2) * prec).sum(-1)
     const = -0.5 * (mu.shape[1] * math.log(2 * math.pi) + logvar.sum(-1))
-    return const[None, :] - 0.5 * quad
+    return (const[None, :] - 0.5 * quad).float()
 
 
 def _posteriors(model: Any, x: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -167,6 +190,7 @@ def mutual_information(model: Any, x: Tensor, estimator: str = "dataset", batch_
         mu, logvar = _posteriors(model, x, 1000)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         log_qzx = gaussian_log_density(z, mu, logvar)  # (N,)
+        log_qzx = log_qzx.float()
         if estimator == "minibatch":
             total = 0.0
             for s in _chunks(len(x), batch_size):
@@ -194,7 +218,7 @@ def active_units(model: Any, x: Tensor, delta: float = 0.01, batch_size: int = 1
 
 # --------------------------------------------------------------------------- probe
 def linear_probe(model: Any, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor,
-                 steps: int = 100, weight_decay: float = 1e-4) -> float:
+                 steps: int = 100, weight_decay: float = 1e-4, seed: int = 0) -> float:
     """Test accuracy (in [0, 1]) of a logistic regression from ``mu(x)`` to the label.
 
     Features are standardised with the training statistics; the classifier is fitted full-batch
@@ -206,8 +230,9 @@ def linear_probe(model: Any, x_train: Tensor, y_train: Tensor, x_test: Tensor, y
     mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
     f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
     classes = int(max(y_train.max().item(), y_test.max().item())) + 1
-    with torch.enable_grad():
+    with seeded(seed, f_train.device):
         lin = torch.nn.Linear(f_train.shape[1], classes).to(f_train.device)
+    with torch.enable_grad():
         opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
         def closure() -> Tensor:
@@ -260,12 +285,14 @@ def evaluate(model: Any, data: Any, k: int = 5000, iw_size: int | None = None, m
     terms = elbo_terms(model, x, seed=seed)
     res.update(neg_elbo=terms["neg_elbo"].mean().item(), rec=terms["rec"].mean().item(),
                kl=terms["kl"].mean().item(), kl_per_dim=terms["kl_per_dim"].mean(0).tolist())
+    res["code_gain"] = code_gain(model, x, seed=seed)
     res["seconds_elbo"] = time.perf_counter() - t
 
     t = time.perf_counter()
     res["mi_minibatch"] = mutual_information(model, x, "minibatch", batch_size=mi_batch, seed=seed)
     res["mi_batch_size"] = mi_batch
-    res["mi_minibatch_cap"] = math.log(mi_batch)
+    sizes = [min(mi_batch, len(x) - s) for s in range(0, len(x), mi_batch)]
+    res["mi_minibatch_cap"] = sum(n * math.log(n) for n in sizes) / len(x)
     res["mi_dataset"] = mutual_information(model, x, "dataset", seed=seed)
     res["mi_dataset_cap"] = math.log(len(x))
     var = posterior_mean_variance(model, x)
@@ -288,7 +315,7 @@ def evaluate(model: Any, data: Any, k: int = 5000, iw_size: int | None = None, m
         t = time.perf_counter()
         n = min(len(data.train), probe_size)
         xtr = binarize_fixed(data.train.x[:n], seed)
-        res["probe_acc"] = linear_probe(model, xtr, data.train.y[:n], x, part.y)
+        res["probe_acc"] = linear_probe(model, xtr, data.train.y[:n], x, part.y, seed=seed)
         res["probe_train_size"] = n
         res["seconds_probe"] = time.perf_counter() - t
 

@@ -180,8 +180,8 @@ class MADEDecoder(nn.Module):
         self.out_dim = out_dim
         deg_in = torch.arange(1, out_dim + 1)
         degrees = [deg_in]
-        for h in hidden:  # hidden degrees cycle through 1..P-1 so every unit is used
-            degrees.append(torch.arange(h) % (out_dim - 1) + 1)
+        for h in hidden:  # hidden degrees cycle through 0..P-1; degree-0 units see z only,
+            degrees.append(torch.arange(h) % out_dim)  # so even p(x_1 | z) depends on z
         layers = []
         for d_prev, d_next in zip(degrees[:-1], degrees[1:], strict=True):
             mask = (d_next[:, None] >= d_prev[None, :])
@@ -517,6 +517,10 @@ def _as_tuple(hidden: int | Sequence[int] | None, default: Sequence[int]) -> tup
     return tuple(int(h) for h in hidden)
 
 
+def _opt_tuple(hidden: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    return None if hidden is None else _as_tuple(hidden, ())
+
+
 def build_model(model: str = "vae", arch: str = "mlp", latent_dim: int = 32,
                 hidden: int | Sequence[int] | None = None,
                 decoder_hidden: int | Sequence[int] | None = None, activation: str = "relu",
@@ -531,10 +535,12 @@ def build_model(model: str = "vae", arch: str = "mlp", latent_dim: int = 32,
     mirrors it), ``conv`` (convolutional encoder and decoder) and ``made`` (MLP encoder with an
     autoregressive MADE decoder, ``decoder_hidden`` default ``(1000, 1000)``).
     """
-    config = dict(model=model, arch=arch, latent_dim=latent_dim, hidden=hidden,
-                  decoder_hidden=decoder_hidden, activation=activation, num_classes=num_classes,
-                  target=target, lam=lam, head_hidden=head_hidden, head=head,
-                  target_entropy=target_entropy, direct=direct, in_dim=in_dim)
+    config = dict(model=model, arch=arch, latent_dim=latent_dim, hidden=_opt_tuple(hidden),
+                  decoder_hidden=_opt_tuple(decoder_hidden), activation=activation, direct=direct,
+                  in_dim=in_dim)
+    if model == "vaeas":  # the classifier's settings mean nothing for a plain VAE
+        config.update(num_classes=num_classes, target=target, lam=float(lam), head_hidden=head_hidden,
+                      head=head, target_entropy=None if target_entropy is None else float(target_entropy))
     if model not in ("vae", "vaeas"):
         raise ValueError(f"unknown model {model!r}; choose vae or vaeas")
     if arch not in ARCHITECTURES:
@@ -544,7 +550,7 @@ def build_model(model: str = "vae", arch: str = "mlp", latent_dim: int = 32,
     if latent_dim < 1:
         raise ValueError("latent_dim must be >= 1")
     enc_hidden = _as_tuple(hidden, (512, 256))
-    if any(h < 1 for h in enc_hidden):
+    if any(h < 1 for h in enc_hidden) or any(h < 1 for h in _as_tuple(decoder_hidden, ())):
         raise ValueError("hidden sizes must be >= 1")
     if arch == "mlp":
         encoder: nn.Module = MLPEncoder(in_dim, enc_hidden, latent_dim, activation)

@@ -1,0 +1,351 @@
+"""Tests of vaeas.models: loss terms, closed-form KL, MADE masks, softmax heads, factory."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from vaeas.models import (
+    VAEAS,
+    Classifier,
+    MADEDecoder,
+    SoftmaxHead,
+    TwoLevelSoftmaxHead,
+    bernoulli_log_likelihood,
+    build_model,
+    kl_standard_normal,
+    model_from_config,
+)
+
+P = 784
+SMALL = dict(latent_dim=3, hidden=(32,), decoder_hidden=(32,))
+
+
+def _batch(b: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(b, P, generator=g) < 0.3).float()
+    y = torch.randint(0, 10, (b,), generator=g)
+    index = torch.randint(0, 50, (b,), generator=g)
+    return x, y, index
+
+
+def _small(model: str = "vae", arch: str = "mlp", **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(model, arch, **{**SMALL, **kw})
+
+
+# --------------------------------------------------------------------------- loss dicts
+@pytest.mark.parametrize("arch", ["mlp", "conv", "made"])
+@pytest.mark.parametrize("variant", ["vae", "label", "instance"])
+def test_loss_terms_shapes_and_identities(arch, variant):
+    b, d, lam = 5, 3, 0.7
+    if variant == "vae":
+        model = _small("vae", arch)
+    else:
+        num_classes = 10 if variant == "label" else 50
+        model = _small("vaeas", arch, num_classes=num_classes, target=variant, lam=lam,
+                       target_entropy=1.9)
+    x, y, index = _batch(b)
+    parts = model.loss(x, y, index)
+    expected = {"rec", "kl", "kl_per_dim", "neg_elbo"}
+    if variant != "vae":
+        expected |= {"ce", "aux", "mi_bound"}
+    assert set(parts) == expected
+    for key, value in parts.items():
+        assert value.shape == ((b, d) if key == "kl_per_dim" else (b,)), key
+        assert torch.isfinite(value).all(), key
+    assert (parts["rec"] > 0).all()  # -log of a probability of 784 pixels
+    assert (parts["kl_per_dim"] >= 0).all()
+    torch.testing.assert_close(parts["kl"], parts["kl_per_dim"].sum(-1))
+    torch.testing.assert_close(parts["neg_elbo"], parts["rec"] + parts["kl"])
+    if variant != "vae":
+        assert (parts["ce"] > 0).all()
+        torch.testing.assert_close(parts["aux"], lam * parts["ce"])
+        torch.testing.assert_close(parts["mi_bound"], 1.9 - parts["ce"])
+
+
+@pytest.mark.parametrize("arch", ["mlp", "made"])
+def test_rec_and_ce_use_the_same_reparameterised_z(arch):
+    """rec = -log p(x|z) and ce = -log r(c|z) for one z = mu + sigma * eps, the same z for both."""
+    model = _small("vaeas", arch, num_classes=10, target="label")
+    x, y, _ = _batch(4)
+    torch.manual_seed(123)
+    parts = model.loss(x, y)
+    torch.manual_seed(123)
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    rec = -bernoulli_log_likelihood(model.decode(z, x), x)
+    ce = torch.nn.functional.cross_entropy(model.classifier.log_prob_all(z), y, reduction="none")
+    torch.testing.assert_close(parts["rec"], rec)
+    torch.testing.assert_close(parts["ce"], ce)
+    torch.testing.assert_close(parts["kl_per_dim"], kl_standard_normal(mu, logvar))
+
+
+def test_aux_term_sends_gradient_into_the_encoder():
+    model = _small("vaeas", num_classes=10, lam=1.0)
+    x, y, _ = _batch(8)
+    model.loss(x, y)["aux"].mean().backward()
+    assert model.encoder.head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.decoder.parameters())
+
+
+def test_vaeas_lam_zero_gives_zero_aux_but_keeps_ce():
+    model = _small("vaeas", num_classes=10, lam=0.0)
+    x, y, _ = _batch()
+    parts = model.loss(x, y)
+    assert torch.all(parts["aux"] == 0) and torch.all(parts["ce"] > 0)
+
+
+def test_vaeas_missing_targets_raise():
+    x, y, index = _batch()
+    with pytest.raises(ValueError, match="index"):
+        _small("vaeas", num_classes=50, target="instance").loss(x, y)
+    with pytest.raises(ValueError, match="y"):
+        _small("vaeas", num_classes=10, target="label").loss(x, index=index)
+
+
+def test_vae_ignores_targets():
+    model = _small("vae")
+    x, y, index = _batch()
+    torch.manual_seed(1)
+    a = model.loss(x)
+    torch.manual_seed(1)
+    b = model.loss(x, y, index)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+# --------------------------------------------------------------------------- KL
+def test_kl_closed_form_matches_monte_carlo():
+    mu = torch.tensor([[0.0, 1.5, -0.7, 0.3]], dtype=torch.float64)
+    logvar = torch.tensor([[0.0, -1.0, 0.8, -3.0]], dtype=torch.float64)
+    kl = kl_standard_normal(mu, logvar)[0]
+    n = 200_000
+    g = torch.Generator().manual_seed(0)
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * torch.randn(n, 4, generator=g, dtype=torch.float64)
+    log_q = Normal(mu, std).log_prob(z)
+    log_p = Normal(0.0, 1.0).log_prob(z)
+    terms = log_q - log_p  # (n, 4): per-dim log-ratio
+    mc = terms.mean(0)
+    se = terms.std(0) / math.sqrt(n)
+    assert kl[0] == 0  # q = p in the first dim
+    assert torch.all((mc - kl).abs() < 5 * se + 1e-12), (mc, kl, se)
+
+
+def test_kl_closed_form_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    mu = torch.randn(6, 5, generator=g, dtype=torch.float64) * 2
+    logvar = torch.randn(6, 5, generator=g, dtype=torch.float64) * 1.5
+    ref = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0))
+    torch.testing.assert_close(kl_standard_normal(mu, logvar), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_bernoulli_log_likelihood_matches_distribution():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 11, generator=g) * 3
+    x = (torch.rand(3, 11, generator=g) < 0.5).float()
+    ref = torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1)
+    torch.testing.assert_close(bernoulli_log_likelihood(logits, x), ref)
+
+
+# --------------------------------------------------------------------------- MADE
+def _made_jacobian(dec: MADEDecoder, out_dim: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(1, out_dim, generator=g) < 0.5).float()
+    z = torch.randn(1, 2, generator=g)
+    jac = torch.autograd.functional.jacobian(lambda xx: dec(z, xx)[0], x, vectorize=True)
+    return jac[:, 0, :]  # (out i, in j)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_made_is_autoregressive(direct, activation):
+    torch.manual_seed(0)
+    dec = MADEDecoder(latent_dim=2, hidden=(48, 40), out_dim=P, activation=activation,
+                      direct=direct)
+    jac = _made_jacobian(dec, P)
+    upper = torch.triu(torch.ones(P, P, dtype=torch.bool))  # j >= i
+    assert torch.all(jac[upper] == 0)
+    # the first pixel depends on no pixel at all; the others depend on some earlier pixel
+    assert torch.all(jac[0] == 0)
+    if activation == "tanh":  # tanh never has a zero derivative: every i > 0 sees some j < i
+        assert torch.all((jac[1:] != 0).any(dim=1))
+    else:
+        assert (jac != 0).sum() > P
+    if direct:  # the direct path connects every j < i
+        assert torch.all(jac[~upper] != 0)
+
+
+def _made_z_jacobian() -> torch.Tensor:
+    torch.manual_seed(0)
+    dec = MADEDecoder(latent_dim=2, hidden=(16,), out_dim=10, activation="tanh")
+    x = torch.zeros(1, 10)
+    jac = torch.autograd.functional.jacobian(lambda z: dec(z, x)[0], torch.zeros(1, 2))
+    return jac.abs().sum((1, 2))  # (10,): how strongly each pixel's logit reads z
+
+
+def test_made_logits_depend_on_z():
+    assert torch.all(_made_z_jacobian()[1:] > 0)
+
+
+def test_made_first_pixel_depends_on_z():
+    assert _made_z_jacobian()[0] > 0
+
+
+def test_made_needs_x_and_a_hidden_layer():
+    dec = MADEDecoder(latent_dim=2, hidden=(8,), out_dim=10)
+    with pytest.raises(ValueError):
+        dec(torch.zeros(1, 2))
+    with pytest.raises(ValueError):
+        MADEDecoder(latent_dim=2, hidden=(), out_dim=10)
+
+
+# --------------------------------------------------------------------------- softmax heads
+@pytest.mark.parametrize("num_classes", [2, 7, 10, 100, 1001])
+def test_two_level_head_is_normalised_over_exactly_c_classes(num_classes):
+    torch.manual_seed(0)
+    head = TwoLevelSoftmaxHead(6, num_classes).double()
+    with torch.no_grad():  # make the padding slots as attractive as possible: still no mass
+        head.bias.fill_(0.0)
+        head.bias[num_classes:] = 50.0
+        head.group_fc.bias.normal_()
+    h = torch.randn(9, 6, dtype=torch.float64) * 3
+    log_p = head.log_prob_all(h)
+    assert log_p.shape == (9, num_classes)
+    total = torch.logsumexp(log_p.double(), dim=1).exp()
+    torch.testing.assert_close(total, torch.ones(9, dtype=torch.float64), rtol=0, atol=1e-5)
+    c = torch.arange(num_classes).repeat(2)[: 2 * num_classes]
+    hh = h[torch.arange(len(c)) % 9]
+    nll = head.nll(hh, c)
+    ref = -head.log_prob_all(hh).gather(1, c[:, None]).squeeze(1)
+    torch.testing.assert_close(nll, ref, rtol=1e-5, atol=1e-5)
+    slots = head.groups * head.k
+    assert head.k == math.ceil(math.sqrt(num_classes)) and slots >= num_classes
+    assert slots - num_classes < head.k  # padding only in the last group
+
+
+def test_two_level_head_gradient_reaches_only_the_used_rows():
+    torch.manual_seed(0)
+    head = TwoLevelSoftmaxHead(4, 30)  # k = 6, 5 groups
+    h = torch.randn(3, 4)
+    head.nll(h, torch.tensor([0, 1, 5])).sum().backward()  # all in group 0
+    rows = head.weight.grad.abs().sum(1)
+    assert torch.all(rows[:6] > 0) and torch.all(rows[6:] == 0)
+
+
+def test_dense_head_matches_cross_entropy():
+    torch.manual_seed(0)
+    head = SoftmaxHead(4, 7)
+    h = torch.randn(5, 4)
+    c = torch.tensor([0, 6, 3, 3, 1])
+    torch.testing.assert_close(head.nll(h, c), -head.log_prob_all(h)[torch.arange(5), c])
+    torch.testing.assert_close(head.log_prob_all(h).exp().sum(1), torch.ones(5))
+
+
+def test_classifier_head_auto_choice_and_errors():
+    assert Classifier(3, 10).head_kind == "dense"
+    assert Classifier(3, 2048).head_kind == "dense"
+    assert Classifier(3, 2049).head_kind == "two_level"
+    assert isinstance(Classifier(3, 5000).head, TwoLevelSoftmaxHead)
+    assert isinstance(Classifier(3, 10, head="two_level").head, TwoLevelSoftmaxHead)
+    assert isinstance(Classifier(3, 5000, head="dense").head, SoftmaxHead)
+    with pytest.raises(ValueError):
+        Classifier(3, 10, head="hierarchical")
+    clf = Classifier(3, 10, hidden=16)
+    assert clf.log_prob_all(torch.randn(2, 3)).shape == (2, 10)
+
+
+# --------------------------------------------------------------------------- factory
+@pytest.mark.parametrize("kwargs", [
+    dict(model="ae"), dict(arch="resnet"), dict(activation="swish"), dict(latent_dim=0),
+    dict(hidden=(32, 0)), dict(arch="conv", in_dim=100), dict(model="vaeas", target="pixel"),
+    dict(model="vaeas", lam=-1.0), dict(model="vaeas", head="flat"),
+])
+def test_build_model_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        build_model(**{"latent_dim": 2, "hidden": (8,), **kwargs})
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(model="vae", arch="mlp", hidden=(24, 12), activation="tanh"),
+    dict(model="vaeas", arch="mlp", hidden=16, num_classes=40, target="instance", head="two_level",
+         head_hidden=8, lam=3.0, target_entropy=math.log(40)),
+    dict(model="vae", arch="made", hidden=(16,), decoder_hidden=(20,), direct=True),
+    dict(model="vaeas", arch="conv", num_classes=10),
+])
+def test_model_from_config_rebuilds_the_same_network(kwargs):
+    torch.manual_seed(0)
+    model = build_model(latent_dim=3, **kwargs)
+    torch.manual_seed(1)
+    clone = model_from_config(model.config)
+    assert type(clone) is type(model)
+    assert clone.config == model.config
+    sd, sd2 = model.state_dict(), clone.state_dict()
+    assert list(sd) == list(sd2)
+    assert all(sd[k].shape == sd2[k].shape for k in sd)
+    assert any(not torch.equal(sd[k], sd2[k]) for k in sd)  # freshly initialised
+    clone.load_state_dict(sd)
+    x, y, index = _batch(3)
+    index = index % 40
+    torch.manual_seed(5)
+    a = model.loss(x, y, index)
+    torch.manual_seed(5)
+    b = clone.loss(x, y, index)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    if isinstance(model, VAEAS):
+        assert clone.lam == model.lam and clone.target == model.target
+        assert float(clone.target_entropy) == float(model.target_entropy)
+
+
+def test_default_target_entropy_is_log_c():
+    model = build_model("vaeas", latent_dim=2, hidden=(8,), num_classes=37)
+    assert float(model.target_entropy) == pytest.approx(math.log(37))
+
+
+# --------------------------------------------------------------------------- sample / reconstruct
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_sample_and_reconstruct_factorised(arch):
+    model = _small("vae", arch)
+    s = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (6, P) and s.min() >= 0 and s.max() <= 1
+    assert not torch.all((s == 0) | (s == 1))  # Bernoulli means, not samples
+    s2 = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s, s2)
+    x, _, _ = _batch(4)
+    r = model.reconstruct(x)
+    assert r.shape == (4, P) and r.min() >= 0 and r.max() <= 1
+    mu, _ = model.encode(x)
+    torch.testing.assert_close(r, torch.sigmoid(model.decode(mu)))
+
+
+def test_sample_and_reconstruct_autoregressive_are_binary():
+    model = _small("vae", "made", hidden=(16,), decoder_hidden=(24,))
+    assert model.autoregressive
+    s = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (3, P) and torch.all((s == 0) | (s == 1))
+    s2 = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s, s2)
+    x, _, _ = _batch(2)
+    r = model.reconstruct(x, generator=torch.Generator().manual_seed(0))
+    assert r.shape == (2, P) and torch.all((r == 0) | (r == 1))
+
+
+def test_made_sample_follows_its_own_conditionals():
+    """Pixel i of a sample is drawn from sigmoid(logit_i(x_<i, z)): check it on a 3-pixel MADE
+    whose logits are forced to huge values, so sampling is deterministic given the past."""
+    torch.manual_seed(0)
+    dec = MADEDecoder(latent_dim=1, hidden=(4,), out_dim=3)
+    with torch.no_grad():
+        for layer in [*dec.hidden_layers, dec.out]:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        dec.z_in.weight.zero_()
+        dec.z_in.bias.zero_()
+        dec.out.bias.copy_(torch.tensor([30.0, -30.0, 30.0]))
+    s = dec.sample(torch.zeros(2, 1))
+    assert torch.equal(s, torch.tensor([[1.0, 0.0, 1.0]] * 2))

@@ -1,0 +1,307 @@
+"""Tests of vaeas.train: determinism, checkpoints and resume, failure handling, schedules."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from vaeas.models import build_model
+from vaeas.train import (
+    CHECKPOINT,
+    HISTORY,
+    Trainer,
+    TrainingError,
+    atomic_save,
+    load_checkpoint,
+    load_model,
+    resolve_device,
+)
+
+TIMING = ("seconds", "eval_seconds")
+FAST = dict(batch_size=64, val_size=64, progress=False, device="cpu")
+
+
+def _model(model="vae", seed=0, **kw):
+    torch.manual_seed(seed)
+    return build_model(model, "mlp", **{"latent_dim": 3, "hidden": (32,), **kw})
+
+
+def _strip(history):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+def _assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.fixture
+def data(tiny_dataset):
+    return tiny_dataset(n_train=256, n_val=64, n_test=64, num_classes=3)
+
+
+# --------------------------------------------------------------------------- determinism
+def test_same_seed_same_history_and_weights(data):
+    runs = []
+    for init_seed in (0, 1):  # the trainer's seed governs training, not the caller's state
+        model = _model(seed=0)
+        torch.manual_seed(init_seed + 100)
+        hist = Trainer(epochs=2, seed=5, **FAST).fit(model, data)
+        runs.append((model, hist))
+    (m1, h1), (m2, h2) = runs
+    assert len(h1) == 2
+    assert _strip(h1) == _strip(h2)
+    _assert_same_weights(m1, m2)
+    assert all(set(TIMING) <= set(row) for row in h1)
+    m3 = _model(seed=0)
+    h3 = Trainer(epochs=2, seed=6, **FAST).fit(m3, data)
+    assert _strip(h3) != _strip(h1)
+
+
+def test_history_columns_and_training_progress(data):
+    model = _model()
+    hist = Trainer(epochs=3, lr=3e-3, **FAST).fit(model, data)
+    assert [r["epoch"] for r in hist] == [1, 2, 3]
+    assert [r["step"] for r in hist] == [4, 8, 12]  # 256 / 64 batches per epoch
+    for key in ("kl_weight", "train_loss", "train_rec", "train_kl", "val_neg_elbo", "val_rec",
+                "val_kl", "val_mi", "val_au"):
+        assert all(key in r for r in hist), key
+    assert "train_ce" not in hist[0]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert hist[-1]["val_neg_elbo"] < hist[0]["val_neg_elbo"]
+    for r in hist:  # beta = 1: the training loss is rec + kl
+        assert r["train_loss"] == pytest.approx(r["train_rec"] + r["train_kl"], rel=1e-5)
+        assert r["val_neg_elbo"] == pytest.approx(r["val_rec"] + r["val_kl"], rel=1e-5)
+        assert 0 <= r["val_au"] <= 3
+
+
+# --------------------------------------------------------------------------- checkpoints, resume
+def test_resume_equals_uninterrupted(data, tmp_path):
+    trainer = Trainer(epochs=3, seed=2, **FAST)
+    a = _model(seed=0)
+    hist_a = trainer.fit(a, data, out_dir=tmp_path / "A")
+
+    b = _model(seed=0)
+    hist_b1 = trainer.fit(b, data, out_dir=tmp_path / "B", stop_after=1)  # "crash" after epoch 1
+    assert len(hist_b1) == 1
+    assert load_checkpoint(tmp_path / "B" / CHECKPOINT)["epoch"] == 1
+
+    torch.manual_seed(12345)  # the resumed process starts from another RNG state
+    b2 = _model(seed=7)  # and with other initial weights: all of it comes from the checkpoint
+    hist_b = Trainer(epochs=3, seed=2, **FAST).fit(b2, data, out_dir=tmp_path / "B", resume=True)
+    assert _strip(hist_b) == _strip(hist_a)
+    _assert_same_weights(b2, a)
+    ca = load_checkpoint(tmp_path / "A" / CHECKPOINT)
+    cb = load_checkpoint(tmp_path / "B" / CHECKPOINT)
+    assert ca["epoch"] == cb["epoch"] == 3
+    assert torch.equal(ca["rng_torch"], cb["rng_torch"])
+    assert torch.equal(ca["rng_data"], cb["rng_data"])
+
+
+def test_resume_of_a_finished_run_adds_nothing(data, tmp_path):
+    trainer = Trainer(epochs=2, **FAST)
+    model = _model()
+    hist = trainer.fit(model, data, out_dir=tmp_path)
+    again = _model(seed=3)
+    hist2 = trainer.fit(again, data, out_dir=tmp_path, resume=True)
+    assert _strip(hist2) == _strip(hist) and len(hist2) == 2
+    _assert_same_weights(again, model)
+
+
+def test_resume_without_checkpoint_starts_fresh(data, tmp_path):
+    a = _model()
+    ha = Trainer(epochs=1, **FAST).fit(a, data, out_dir=tmp_path / "x", resume=True)
+    b = _model()
+    hb = Trainer(epochs=1, **FAST).fit(b, data)
+    assert _strip(ha) == _strip(hb)
+
+
+def test_checkpoint_contents_and_load_model(data, tmp_path):
+    model = _model("vaeas", num_classes=3, lam=2.0, target_entropy=data.label_entropy())
+    hist = Trainer(epochs=2, **FAST).fit(model, data, out_dir=tmp_path)
+    ckpt = torch.load(tmp_path / CHECKPOINT, map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
+    assert ckpt["model_config"] == model.config
+    assert ckpt["trainer"]["epochs"] == 2 and ckpt["trainer"]["batch_size"] == 64
+    assert _strip(ckpt["history"]) == _strip(hist)
+    for path in (tmp_path, tmp_path / CHECKPOINT):
+        loaded = load_model(path)
+        assert type(loaded) is type(model) and loaded.lam == 2.0
+        _assert_same_weights(loaded, model)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_history_csv_one_row_per_epoch(data, tmp_path):
+    hist = Trainer(epochs=3, **FAST).fit(_model(), data, out_dir=tmp_path)
+    with open(tmp_path / HISTORY, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert set(rows[0]) == set(hist[0])
+    for row, ref in zip(rows, hist, strict=True):
+        assert float(row["val_neg_elbo"]) == pytest.approx(ref["val_neg_elbo"])
+
+
+def test_atomic_save_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    atomic_save({"v": torch.tensor([1.0, 2.0])}, path)
+    real_save = torch.save
+
+    def broken_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"PK\x03\x04 half a zip file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"v": torch.tensor([3.0])}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    loaded = torch.load(path, weights_only=True)
+    assert torch.equal(loaded["v"], torch.tensor([1.0, 2.0]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]  # no .tmp leftovers
+    atomic_save({"v": torch.tensor([4.0])}, path)  # and a later save works
+    assert torch.equal(torch.load(path, weights_only=True)["v"], torch.tensor([4.0]))
+
+
+def test_crash_while_saving_a_checkpoint_keeps_the_previous_epoch(data, tmp_path, monkeypatch):
+    trainer = Trainer(epochs=2, **FAST)
+    trainer.fit(_model(), data, out_dir=tmp_path, stop_after=1)
+    real_save = torch.save
+
+    def broken_save(obj, f, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        Trainer(epochs=2, **FAST).fit(_model(), data, out_dir=tmp_path, resume=True)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+# --------------------------------------------------------------------------- failures
+def _nan_after(model, calls):
+    """Make ``model.loss`` return a NaN reconstruction term from call number ``calls`` on."""
+    real = model.loss
+    count = {"n": 0}
+
+    def loss(x, y=None, index=None):
+        parts = real(x, y, index)
+        count["n"] += 1
+        if count["n"] > calls:
+            parts["rec"] = parts["rec"] * float("nan")
+        return parts
+
+    model.loss = loss
+    return model
+
+
+@pytest.mark.parametrize("check_every", [50, 1])
+def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(data, tmp_path, check_every):
+    model = _nan_after(_model(), calls=5)  # epoch 1 = 4 steps is fine, epoch 2 diverges
+    trainer = Trainer(epochs=3, check_every=check_every, **FAST)
+    with pytest.raises(TrainingError) as info:
+        trainer.fit(model, data, out_dir=tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg and "epoch 2" in msg and "non-finite" in msg
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    with open(tmp_path / HISTORY) as f:
+        assert len(f.read().strip().splitlines()) == 2  # header + epoch 1
+
+
+def test_nan_from_a_huge_learning_rate_raises(data):
+    model = _model()
+    with pytest.raises(TrainingError):
+        Trainer(epochs=2, lr=1e30, **FAST).fit(model, data)
+
+
+def test_resume_with_another_model_config_raises(data, tmp_path):
+    Trainer(epochs=1, **FAST).fit(_model(latent_dim=3), data, out_dir=tmp_path)
+    with pytest.raises(TrainingError) as info:
+        Trainer(epochs=2, **FAST).fit(_model(latent_dim=4), data, out_dir=tmp_path, resume=True)
+    assert "different model" in str(info.value) and "\n" not in str(info.value)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1  # untouched
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(epochs=0), dict(epochs=-1), dict(batch_size=0), dict(lr=0.0), dict(lr=-1e-3),
+    dict(lr=float("nan")), dict(free_bits=-0.1),
+])
+def test_trainer_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        Trainer(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(check_every=0), dict(val_size=0)])
+def test_trainer_rejects_bad_check_every_and_val_size(kwargs):
+    with pytest.raises(ValueError):
+        Trainer(**kwargs)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+
+
+# --------------------------------------------------------------------------- schedules, VAE-AS
+def test_linear_warmup_reaches_the_trainer(data):
+    hist = Trainer(epochs=3, kl_schedule="linear", warmup_epochs=2, **FAST).fit(_model(), data)
+    # 4 steps per epoch, warm-up over 8 steps; the column is the weight of the epoch's last step
+    assert [r["kl_weight"] for r in hist] == [3 / 8, 7 / 8, 1.0]
+
+
+def test_cyclical_and_beta_reach_the_trainer(data):
+    hist = Trainer(epochs=4, kl_schedule="cyclical", cycles=2, ratio=0.5, beta=0.5,
+                   **FAST).fit(_model(), data)
+    # 16 steps, 2 cycles of 8: weights rise over 4 steps, so the last step of each epoch gives
+    # w(3) = 0.375, w(7) = 0.5, w(11) = 0.375, w(15) = 0.5
+    assert [r["kl_weight"] for r in hist] == pytest.approx([0.375, 0.5, 0.375, 0.5])
+
+
+def test_beta_weights_the_kl_in_the_training_loss(data):
+    hist = Trainer(epochs=1, beta=0.25, **FAST).fit(_model(), data)
+    r = hist[0]
+    assert r["kl_weight"] == 0.25
+    assert r["train_loss"] == pytest.approx(r["train_rec"] + 0.25 * r["train_kl"], rel=1e-5)
+
+
+def test_free_bits_change_training(data):
+    a = Trainer(epochs=1, **FAST).fit(_model(), data)
+    b = Trainer(epochs=1, free_bits=5.0, **FAST).fit(_model(), data)
+    # with a floor of 5 nats per dimension the KL term is at least 3 * 5 = 15 nats
+    assert b[0]["train_loss"] >= b[0]["train_rec"] + 15.0 - 1e-3
+    assert _strip(a) != _strip(b)
+
+
+def test_vaeas_trains_and_ce_decreases(data):
+    model = _model("vaeas", num_classes=3, lam=1.0, target_entropy=data.label_entropy())
+    hist = Trainer(epochs=4, lr=1e-2, **FAST).fit(model, data)
+    ce = [r["train_ce"] for r in hist]
+    assert ce[-1] < ce[0] - 0.1, ce
+    assert ce[-1] < 0.5 * math.log(3), ce  # the classes are easy to tell apart
+    for r in hist:  # lam = beta = 1: loss = rec + kl + ce
+        assert r["train_loss"] == pytest.approx(r["train_rec"] + r["train_kl"] + r["train_ce"],
+                                                rel=1e-5)
+
+
+def test_vaeas_instance_target_trains(data):
+    c = len(data.train)
+    model = _model("vaeas", num_classes=c, target="instance", lam=0.5, target_entropy=math.log(c))
+    hist = Trainer(epochs=2, **FAST).fit(model, data)
+    for r in hist:  # the instance targets reach the classifier: ce is near log C at the start
+        assert math.isfinite(r["train_ce"]) and r["train_ce"] > 0.5 * math.log(c)
+        assert r["train_loss"] == pytest.approx(
+            r["train_rec"] + r["train_kl"] + 0.5 * r["train_ce"], rel=1e-5)
