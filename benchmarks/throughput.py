@@ -172,7 +172,7 @@ def main() -> None:
             rows.append((kind, loop, sps, n_train / sps, floor))
     ref = {k: s for k, loop, s, _, _ in rows if loop == "reference"}
     vae = next(s for k, loop, s, _, _ in rows if k == "vae" and loop == "vaeas")
-    print(f"| model | loop | samples/s | s/epoch | vs reference | vs VAE (vaeas) | FLOP floor s/epoch |")
+    print("| model | loop | samples/s | s/epoch | vs reference | vs VAE (vaeas) | FLOP floor s/epoch |")
     print("|---|---|---:|---:|---:|---:|---:|")
     names = {"vae": "VAE", "label": "VAE-AS label", "instance": "VAE-AS instance (two-level)",
              "instance-dense": "VAE-AS instance (dense softmax)"}

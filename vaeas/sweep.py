@@ -10,10 +10,11 @@ A sweep config looks like ::
       "common": {"arch": "made", "latent": 32, "epochs": 10},
       "methods": {"vae": {}, "vaeas_label": {"model": "vaeas", "target": "label", "lam": 10}},
       "eval": {"k": 5000, "iw_size": 1000},
-      "fast": {"epochs": 1, "limit": 2000, "k": 20, "iw_size": 50}   # overrides with --fast
+      "fast": {"seeds": [0], "epochs": 1, "limit": 2000, "k": 20}     # with --fast: a tiny grid
     }
 
-Keys of ``common``, a method and ``eval`` are the long options of ``vaeas train`` (``warmup_epochs``
+In ``fast``, ``datasets``/``methods`` (a list of names)/``seeds`` shrink the grid and the other keys
+override run options. Keys of ``common``, a method and ``eval`` are the long options of ``vaeas train`` (``warmup_epochs``
 -> ``--warmup-epochs``; ``true`` -> a bare flag). Every run is a separate ``python -m vaeas train``
 process, so the grid can be cut into disjoint slices (``--shard i/n``) and spread over machines or
 GPUs; a run whose result file exists is skipped, and an interrupted run resumes from its last
@@ -70,13 +71,15 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 def expand(cfg: dict[str, Any], fast: bool = False) -> list[Run]:
     """All runs of the grid in a fixed order (dataset, method, seed)."""
     runs = []
-    for dataset in cfg["datasets"]:
-        for method, opts in cfg["methods"].items():
-            for seed in cfg["seeds"]:
+    fast_opts = dict(cfg.get("fast", {})) if fast else {}
+    grid = {key: fast_opts.pop(key, cfg[key]) for key in ("datasets", "methods", "seeds")}
+    for dataset in grid["datasets"]:
+        for method in grid["methods"]:
+            opts = cfg["methods"][method]
+            for seed in grid["seeds"]:
                 options = {**cfg.get("common", {}), **cfg.get("eval", {}), **(opts or {})}
                 options.update(cfg.get("per_dataset", {}).get(dataset, {}))
-                if fast:
-                    options.update(cfg.get("fast", {}))
+                options.update(fast_opts)
                 options.update(dataset=dataset, seed=int(seed))
                 runs.append(Run(dataset, method, int(seed), options))
     return runs
