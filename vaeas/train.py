@@ -222,7 +222,10 @@ class Trainer:
         loss_fn = torch.compile(model.loss) if self.compile else model.loss
         use_amp = self.amp and device.type == "cuda"
 
-        from tqdm.auto import tqdm
+        if self.progress:
+            from tqdm.auto import tqdm
+        else:  # no progress bar: don't import tqdm.auto (it warns in kernels without ipywidgets)
+            from tqdm import tqdm
 
         bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not self.progress,
                    unit="step", dynamic_ncols=True, leave=True)

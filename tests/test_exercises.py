@@ -1,0 +1,148 @@
+"""Chapter 7 (exercises): the student edition is current, and every check cell works both ways.
+
+A check must *fail* on the empty template (otherwise it accepts anything) and *pass* with the
+worked solution (otherwise it rejects a correct answer). Both notebooks run in a fresh kernel with
+the repository root as working directory and ``VAEAS_FAST=1``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK_NB = ROOT / "book" / "07_exercises.ipynb"
+STUDENT_NB = ROOT / "student" / "07_exercises.ipynb"
+SCRIPT = ROOT / "book" / "make_student_edition.py"
+N_EXERCISES = 7
+CHECK_ERRORS = ("AssertionError", "NotImplementedError")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_student_edition", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tags(cell) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def _code_cells(nb, tag: str) -> list:
+    return [c for c in nb.cells if c.cell_type == "code" and tag in _tags(c)]
+
+
+def _require_mnist() -> None:
+    from vaeas.data import DataError, find_root
+
+    try:
+        find_root("mnist")
+    except DataError as exc:
+        pytest.skip(f"MNIST not available for exercise 7: {exc}")
+
+
+def _execute(nb, allow_errors: bool) -> None:
+    """Run ``nb`` in place in a fresh python3 kernel at the repository root, in fast mode."""
+    env = {"VAEAS_FAST": "1", "OMP_NUM_THREADS": "1"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
+                                         record_timing=False, resources={"metadata": {"path": str(ROOT)}})
+        client.execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _errors(cell) -> list:
+    return [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+# ----------------------------------------------------------------------------- the files
+def test_student_edition_is_current():
+    expected = _script().render(BOOK_NB.read_text(encoding="utf-8"))
+    assert STUDENT_NB.exists(), "student/07_exercises.ipynb is missing; run: python book/make_student_edition.py"
+    assert STUDENT_NB.read_text(encoding="utf-8") == expected, (
+        "student/07_exercises.ipynb is out of date; run: python book/make_student_edition.py")
+
+
+def test_check_mode_detects_a_stale_edition(tmp_path, capsys):
+    script = _script()
+    target = tmp_path / "07_exercises.ipynb"
+    assert script.main(["--check", "--target", str(target)]) == 1          # missing
+    assert script.main(["--target", str(target)]) == 0                     # written
+    assert script.main(["--check", "--target", str(target)]) == 0          # current
+    first = target.read_bytes()
+    assert script.main(["--target", str(target)]) == 0
+    assert target.read_bytes() == first, "the student edition must be byte-for-byte deterministic"
+    target.write_text(first.decode("utf-8").replace("exercise 1: your code here", "edited"), encoding="utf-8")
+    capsys.readouterr()
+    assert script.main(["--check", "--target", str(target)]) == 1          # stale
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1 and "out of date" in out
+
+
+def test_structure_of_book_and_student_edition():
+    book = nbformat.read(BOOK_NB, as_version=4)
+    templates, solutions, checks = (_code_cells(book, t) for t in ("template", "solution", "check"))
+    assert len(templates) == len(solutions) == len(checks) == N_EXERCISES
+    ids = [c.id for c in book.cells]
+    for n, (t, s, c) in enumerate(zip(templates, solutions, checks, strict=True), start=1):
+        # the solution comes right after its template (and redefines the function), the check after both
+        assert ids.index(s.id) == ids.index(t.id) + 1 and ids.index(c.id) > ids.index(s.id), f"exercise {n}"
+        assert "hide-input" in _tags(s), f"exercise {n}: solutions are tagged hide-input (a toggle in the book)"
+        assert "NotImplementedError" in t.source, f"exercise {n}: the template should raise NotImplementedError"
+    for cell in book.cells:
+        if "solution" in _tags(cell):
+            assert "hide-input" in _tags(cell), f"solution cell {cell.id} must also be tagged hide-input"
+    student = nbformat.read(STUDENT_NB, as_version=4)
+    nbformat.validate(student)
+    assert not [c for c in student.cells if "solution" in _tags(c)], "the student edition contains solutions"
+    assert len(_code_cells(student, "template")) == len(_code_cells(student, "check")) == N_EXERCISES
+    for cell in student.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
+
+
+# ----------------------------------------------------------------------------- the checks
+def test_every_check_fails_on_the_empty_template():
+    _require_mnist()
+    student = nbformat.reads(_script().render(BOOK_NB.read_text(encoding="utf-8")), as_version=4)
+    _execute(student, allow_errors=True)
+    checks = 0
+    for cell in student.cells:
+        if cell.cell_type != "code":
+            continue
+        errors = _errors(cell)
+        if "check" in _tags(cell):
+            checks += 1
+            assert errors, f"check cell {cell.id} passed on the empty template: it accepts anything"
+            assert errors[0]["ename"] in CHECK_ERRORS, (
+                f"check cell {cell.id} failed with {errors[0]['ename']}: {errors[0]['evalue']}")
+            assert "✓ correct" not in _stdout(cell)
+        else:
+            assert not errors, f"cell {cell.id} raised {errors[0]['ename']}: {errors[0]['evalue']}"
+    assert checks == N_EXERCISES
+
+
+def test_every_check_passes_with_the_solution():
+    _require_mnist()
+    book = nbformat.read(BOOK_NB, as_version=4)
+    _execute(book, allow_errors=False)  # raises CellExecutionError, with the traceback, on any failure
+    for cell in _code_cells(book, "check"):
+        assert "✓ correct" in _stdout(cell), f"check cell {cell.id} did not print ✓ correct"
