@@ -269,9 +269,10 @@ class TwoLevelSoftmaxHead(nn.Module):
 
     def _within(self, h: Tensor, a: Tensor) -> Tensor:
         """log r(b | a, z) for every b in group a: ``(B, K)``."""
-        rows = (a[:, None] * self.k + torch.arange(self.k, device=a.device)).flatten()
-        w = self.weight[rows].view(-1, self.k, h.shape[-1])
-        logits = torch.einsum("bkd,bd->bk", w, h) + self.bias[rows].view(-1, self.k) + self.pad[a]
+        rows = a[:, None] * self.k + torch.arange(self.k, device=a.device)  # (B, K)
+        # gather the group's weight rows; an elementwise product beats B tiny matmuls (bmm) on CPUs
+        w = self.weight[rows]  # (B, K, D)
+        logits = (w * h[:, None, :]).sum(-1) + self.bias[rows] + self.pad[a]
         return F.log_softmax(logits.float(), dim=-1)
 
     def nll(self, h: Tensor, c: Tensor) -> Tensor:
