@@ -15,10 +15,10 @@ A sweep config looks like ::
 
 In ``fast``, ``datasets``/``methods`` (a list of names)/``seeds`` shrink the grid and the other keys
 override run options. Keys of ``common``, a method and ``eval`` are the long options of
-``vaeas train`` (``warmup_epochs`` -> ``--warmup-epochs``; ``true`` -> a bare flag). Every run is a separate ``python -m vaeas train``
-process, so the grid can be cut into disjoint slices (``--shard i/n``) and spread over machines or
-GPUs; a run whose result file exists is skipped, and an interrupted run resumes from its last
-epoch.
+``vaeas train`` (``warmup_epochs`` -> ``--warmup-epochs``; ``true`` -> a bare flag). Every run
+is a separate ``python -m vaeas train`` process, so the grid can be cut into disjoint slices
+(``--shard i/n``) and spread over machines or GPUs; a run whose result file exists is skipped,
+and an interrupted run resumes from its last epoch.
 """
 
 from __future__ import annotations
