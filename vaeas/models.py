@@ -574,4 +574,7 @@ def build_model(model: str = "vae", arch: str = "mlp", latent_dim: int = 32,
 
 def model_from_config(config: dict[str, Any]) -> VAE:
     """Rebuild a model (untrained) from ``model.config``."""
+    if config.get("model") == "linear":
+        kw = {k: v for k, v in config.items() if k != "model"}
+        return LinearVAE(**kw)
     return build_model(**config)
