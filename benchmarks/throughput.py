@@ -35,12 +35,15 @@ def matmul_gflops(device: torch.device, n: int = 1024, reps: int = 20) -> float:
     b = torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+    best = 0.0
+    for _ in range(5):  # best of 5: the machine's peak, not a moment of contention
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        _sync(device)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
+    return best
 
 
 def _sync(device: torch.device) -> None:
