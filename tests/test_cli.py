@@ -175,35 +175,26 @@ def _checkpoint_bytes(tmp_path) -> bytes:
     return f.read_bytes()
 
 
-def test_evaluate_truncated_checkpoint(capsys, tmp_path):
+@pytest.mark.parametrize("case, expected", [
+    ("truncated", "cannot load"),      # half of a real checkpoint
+    ("foreign", "cannot load"),        # not a checkpoint at all
+    ("empty", "cannot load"),          # a 0-byte file (empty exception message)
+    ("bad_json", "config.json"),       # config.json is not JSON
+    ("not_object", "config.json"),     # config.json is JSON but not an object
+])
+def test_evaluate_broken_run_folder(capsys, tmp_path, case, expected):
     good = _checkpoint_bytes(tmp_path)
-    run_dir = _fake_run(tmp_path / "run", good[: len(good) // 2])
+    ckpt, config = {
+        "truncated": (good[: len(good) // 2], None),
+        "foreign": (b"this is not a checkpoint", None),
+        "empty": (b"", None),
+        "bad_json": (good, "{"),
+        "not_object": (good, "[1]"),
+    }[case]
+    kwargs = {} if config is None else {"config": config}
+    run_dir = _fake_run(tmp_path / "run", ckpt, **kwargs)
     code, _, err = run(["evaluate", run_dir, "--device", "cpu"], capsys)
-    assert_usage_error(code, err, "cannot load")
-
-
-def test_evaluate_foreign_checkpoint(capsys, tmp_path):
-    run_dir = _fake_run(tmp_path / "run", b"this is not a checkpoint")
-    code, _, err = run(["evaluate", run_dir, "--device", "cpu"], capsys)
-    assert_usage_error(code, err, "cannot load")
-
-
-def test_evaluate_unreadable_config(capsys, tmp_path):
-    run_dir = _fake_run(tmp_path / "run", _checkpoint_bytes(tmp_path), config="{")
-    code, _, err = run(["evaluate", run_dir, "--device", "cpu"], capsys)
-    assert_usage_error(code, err, "config.json")
-
-
-def test_evaluate_empty_checkpoint(capsys, tmp_path):
-    run_dir = _fake_run(tmp_path / "run", b"")
-    code, _, err = run(["evaluate", run_dir, "--device", "cpu"], capsys)
-    assert_usage_error(code, err, "cannot load")
-
-
-def test_evaluate_config_that_is_not_an_object(capsys, tmp_path):
-    run_dir = _fake_run(tmp_path / "run", _checkpoint_bytes(tmp_path), config="[1]")
-    code, _, err = run(["evaluate", run_dir, "--device", "cpu"], capsys)
-    assert_usage_error(code, err, "config.json")
+    assert_usage_error(code, err, expected)
 
 
 # --------------------------------------------------------------------------- real subprocesses
