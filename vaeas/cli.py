@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-size", type=_positive_int, default=2000)
     g.add_argument("--out", required=True, help="run folder (created)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--no-pictures", action="store_true",
+                   help="do not write samples.png/reconstructions.png (sampling a MADE decoder is slow)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     _eval_args(t)
 
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="override the config's device")
     s.add_argument("--fast", action="store_true", help="tiny settings (as VAEAS_FAST=1)")
     s.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    s.add_argument("--dataset", action="append", default=None,
+                   help="run only this dataset's part of the grid (repeatable)")
     return p
 
 
@@ -248,7 +252,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     metrics["wall_seconds"] = time.perf_counter() - t0
     metrics["epochs"] = len(history)
     _write_json(metrics, out / "metrics.json")
-    _save_pictures(model, data, out, a.seed)
+    if not a.no_pictures:
+        _save_pictures(model, data, out, a.seed)
     if not a.quiet:
         print(_summary(metrics))
     return 0
@@ -295,7 +300,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     from .sweep import run_sweep
 
     return run_sweep(a.config, shard=a.shard, results=a.results, device=a.device,
-                     fast=a.fast or os.environ.get("VAEAS_FAST") == "1", dry_run=a.dry_run)
+                     fast=a.fast or os.environ.get("VAEAS_FAST") == "1", dry_run=a.dry_run,
+                     datasets=a.dataset)
 
 
 def _summary(m: dict[str, Any]) -> str:

@@ -102,14 +102,25 @@ def train_args(options: dict[str, Any]) -> list[str]:
 
 
 def run_sweep(config: str | os.PathLike, shard: tuple[int, int] = (0, 1), results: str | None = None,
-              device: str | None = None, fast: bool = False, dry_run: bool = False) -> int:
-    """Run this shard's slice of the grid; return 0 when every run of the slice has a result."""
+              device: str | None = None, fast: bool = False, dry_run: bool = False,
+              datasets: list[str] | None = None) -> int:
+    """Run this shard's slice of the grid; return 0 when every run of the slice has a result.
+
+    With ``fast`` the results and run folders get a ``-fast`` suffix, so a tiny grid never mixes
+    with (or resumes from) full-size runs. ``datasets`` keeps only those datasets of the grid.
+    """
     cfg = load_config(config)
     res_dir = Path(results or cfg.get("results", "results/sweep"))
+    run_dir = Path(cfg.get("runs", "runs/sweep"))
     if fast:
         res_dir = res_dir.with_name(res_dir.name + "-fast")
-    run_dir = Path(cfg.get("runs", "runs/sweep" + ("-fast" if fast else "")))
+        run_dir = run_dir.with_name(run_dir.name + "-fast")
     runs = expand(cfg, fast)
+    if datasets:
+        unknown = sorted(set(datasets) - {r.dataset for r in runs})
+        if unknown:
+            raise SweepError(f"dataset {', '.join(unknown)} is not in the grid of {Path(config).name}")
+        runs = [r for r in runs if r.dataset in datasets]
     i, n = shard
     mine = runs[i::n]
     todo = [r for r in mine if not (res_dir / f"{r.name}.json").is_file()]
@@ -161,13 +172,18 @@ def write_result(run: Run, out: Path, path: Path) -> None:
     result = {
         "name": run.name, "dataset": run.dataset, "method": run.method, "seed": run.seed,
         "options": run.options,
-        "config": json.loads((out / "config.json").read_text()),
+        "config": _portable(json.loads((out / "config.json").read_text())),
         "metrics": json.loads((out / "metrics.json").read_text()),
         "history": history,
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+def _portable(config: dict[str, Any]) -> dict[str, Any]:
+    """The run config without the data folder, which names a path of the machine that ran it."""
+    return {k: v for k, v in config.items() if k != "data_source"}
 
 
 def _num(v: str) -> float | int | str:

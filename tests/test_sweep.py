@@ -1,0 +1,135 @@
+"""Tests of the sweep runner (vaeas.sweep): grid expansion, shards, fast overrides, filters, and one
+real end-to-end grid (two runs as subprocesses, on MNIST when it is available)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from vaeas import sweep
+from vaeas.data import DataError, find_root
+
+CONFIG = {
+    "results": "res/grid",
+    "runs": "runs/grid",
+    "datasets": ["mnist", "omniglot"],
+    "seeds": [0, 1, 2],
+    "common": {"arch": "mlp", "latent": 4, "epochs": 3},
+    "eval": {"k": 100},
+    "methods": {"vae": {}, "beta": {"beta": 0.5}, "label": {"model": "vaeas", "lam": 10}},
+    "per_dataset": {"omniglot": {"epochs": 2}},
+    "fast": {"seeds": [0], "epochs": 1, "k": 5, "no_pictures": True},
+}
+
+
+def write_config(path, cfg=CONFIG):
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_expand_grid_order_and_options():
+    runs = sweep.expand(CONFIG)
+    assert len(runs) == 2 * 3 * 3
+    assert [r.name for r in runs[:4]] == ["mnist-vae-s0", "mnist-vae-s1", "mnist-vae-s2", "mnist-beta-s0"]
+    beta = runs[3].options
+    assert beta["beta"] == 0.5 and beta["k"] == 100 and beta["epochs"] == 3 and beta["seed"] == 0
+    assert all(r.options["epochs"] == 2 for r in runs if r.dataset == "omniglot")  # per_dataset wins
+    assert "beta" not in runs[0].options  # a method's options do not leak into the next
+
+
+def test_fast_overrides_shrink_the_grid():
+    runs = sweep.expand(CONFIG, fast=True)
+    assert len(runs) == 2 * 3 * 1
+    assert all(r.options["epochs"] == 1 and r.options["k"] == 5 for r in runs)
+
+
+def test_shards_partition_the_grid():
+    runs = sweep.expand(CONFIG)
+    names = [r.name for i in range(4) for r in runs[i::4]]
+    assert sorted(names) == sorted(r.name for r in runs) and len(set(names)) == len(names)
+
+
+def test_train_args():
+    args = sweep.train_args({"warmup_epochs": 4, "direct": True, "amp": False, "decoder_hidden": [10, 20],
+                             "head_hidden": None})
+    assert args == ["--warmup-epochs", "4", "--direct", "--decoder-hidden", "10,20"]
+
+
+@pytest.mark.parametrize("cfg, fragment", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({**CONFIG, "seeds": []}), "seeds"),
+    (json.dumps({**CONFIG, "methods": ["vae"]}), "methods"),
+])
+def test_bad_configs_are_refused(tmp_path, cfg, fragment):
+    path = tmp_path / "cfg.json"
+    path.write_text(cfg)
+    with pytest.raises(sweep.SweepError, match=fragment):
+        sweep.load_config(path)
+
+
+def test_unknown_dataset_filter_is_refused(tmp_path):
+    with pytest.raises(sweep.SweepError, match="cifar"):
+        sweep.run_sweep(write_config(tmp_path / "cfg.json"), datasets=["cifar"], dry_run=True)
+
+
+def test_dry_run_lists_done_and_todo(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "cfg.json")
+    (tmp_path / "res/grid").mkdir(parents=True)
+    (tmp_path / "res/grid/mnist-vae-s1.json").write_text("{}")
+    assert sweep.run_sweep(cfg, datasets=["mnist"], dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "9 runs in the grid" in out and "1 done, 8 to run" in out
+    assert "done  mnist-vae-s1" in out and "todo  mnist-vae-s0" in out and "omniglot" not in out
+    # the fast grid has its own results folder, so the full-size result above does not count
+    assert sweep.run_sweep(cfg, datasets=["mnist"], fast=True, dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "0 done, 3 to run -> res/grid-fast" in out
+
+
+def test_portable_config_drops_the_data_path():
+    assert sweep._portable({"data_source": "/somewhere/datasets", "dataset": "mnist"}) == {"dataset": "mnist"}
+
+
+# --------------------------------------------------------------------------- end to end
+TINY_GRID = {
+    "results": "results/tiny",
+    "runs": "runs/tiny",
+    "datasets": ["mnist"],
+    "seeds": [0],
+    "common": {"arch": "mlp", "latent": 4, "hidden": [32], "epochs": 1, "limit": 300, "val_size": 100,
+               "device": "cpu", "no_pictures": True},
+    "eval": {"k": 4, "iw_size": 10, "no_probe": True},
+    "methods": {"vae": {}, "label": {"model": "vaeas", "target": "label", "lam": 1}},
+}
+
+
+def test_tiny_grid_end_to_end(tmp_path, monkeypatch, capsys):
+    try:
+        root = find_root("mnist", download=False).resolve()
+    except DataError as exc:
+        pytest.skip(f"MNIST is not available: {exc}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VAEAS_DATA", str(root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = write_config(tmp_path / "tiny.json", TINY_GRID)
+    assert sweep.run_sweep(cfg) == 0
+    out = capsys.readouterr().out
+    assert "[2/2] mnist-label-s0 done" in out
+    results = sweep.load_results("results/tiny")
+    assert [r["name"] for r in results] == ["mnist-label-s0", "mnist-vae-s0"]
+    for r in results:
+        m = r["metrics"]
+        assert m["iw_k"] == 4 and m["iw_n"] == 10 and m["mi_batch_size"] == 128 and m["au_delta"] == 0.01
+        assert len(r["history"]) == 1 and r["history"][0]["epoch"] == 1
+        assert "data_source" not in r["config"]
+        assert str(root) not in json.dumps(r)  # no path of this machine in a result file
+        assert not (tmp_path / "runs/tiny" / r["name"] / "samples.png").exists()  # no_pictures
+    assert results[0]["config"]["model"]["model"] == "vaeas"
+    # a second call finds every result and runs nothing
+    before = os.path.getmtime("results/tiny/mnist-vae-s0.json")
+    assert sweep.run_sweep(cfg) == 0
+    assert "2 done, 0 to run" in capsys.readouterr().out
+    assert os.path.getmtime("results/tiny/mnist-vae-s0.json") == before
