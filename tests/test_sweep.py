@@ -133,3 +133,43 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch, capsys):
     assert sweep.run_sweep(cfg) == 0
     assert "2 done, 0 to run" in capsys.readouterr().out
     assert os.path.getmtime("results/tiny/mnist-vae-s0.json") == before
+
+
+def fake_result(dataset, method, seed, **metrics):
+    return {"name": f"{dataset}-{method}-s{seed}", "dataset": dataset, "method": method, "seed": seed,
+            "metrics": metrics}
+
+
+def test_summarize_mean_and_sample_sd():
+    pairs = [(1.0, 3), (2.0, 5), (6.0, 7)]
+    results = [fake_result("mnist", "vae", s, kl=kl, au=au) for s, (kl, au) in enumerate(pairs)]
+    results.append(fake_result("mnist", "label", 0, kl=4.0, au=float("nan")))
+    table = sweep.summarize(results, ["kl", "au", "missing"])
+    assert list(table) == [("mnist", "vae"), ("mnist", "label")]
+    mean, sd, n = table["mnist", "vae"]["kl"]
+    assert (mean, n) == (3.0, 3) and sd == pytest.approx(((4 + 1 + 9) / 2) ** 0.5)
+    assert table["mnist", "vae"]["au"] == (5.0, 2.0, 3)
+    assert table["mnist", "vae"]["seeds"] == [0, 1, 2]
+    mean, sd, n = table["mnist", "label"]["kl"]
+    assert mean == 4.0 and n == 1 and sd != sd  # one seed: no spread (nan)
+    assert table["mnist", "label"]["au"][2] == 0  # a non-finite value is left out
+    assert table["mnist", "vae"]["missing"][2] == 0
+
+
+def test_train_or_load_loads_without_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "cfg.json")
+    res = tmp_path / "res/grid-fast"
+    res.mkdir(parents=True)
+    runs = sweep.select(CONFIG, fast=True, datasets=["omniglot"])
+    for r in reversed(runs):
+        (res / f"{r.name}.json").write_text(json.dumps(fake_result(r.dataset, r.method, r.seed, kl=1.0)))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("train_or_load trained although every result exists")
+
+    monkeypatch.setattr(sweep, "run_sweep", no_training)
+    results = sweep.train_or_load(cfg, fast=True, datasets=["omniglot"])
+    assert [r["name"] for r in results] == [r.name for r in runs]  # grid order, not file order
+    with pytest.raises(AssertionError, match="trained although"):
+        sweep.train_or_load(cfg, fast=True, datasets=["mnist"])  # mnist results are missing

@@ -85,6 +85,72 @@ def expand(cfg: dict[str, Any], fast: bool = False) -> list[Run]:
     return runs
 
 
+def folders(cfg: dict[str, Any], fast: bool = False, results: str | None = None) -> tuple[Path, Path]:
+    """``(results folder, run folder)`` of a config; a fast grid gets a ``-fast`` suffix on both, so
+    it never mixes with (or resumes from) full-size runs."""
+    res_dir = Path(results or cfg.get("results", "results/sweep"))
+    run_dir = Path(cfg.get("runs", "runs/sweep"))
+    if fast:
+        res_dir = res_dir.with_name(res_dir.name + "-fast")
+        run_dir = run_dir.with_name(run_dir.name + "-fast")
+    return res_dir, run_dir
+
+
+def select(cfg: dict[str, Any], fast: bool = False, datasets: list[str] | None = None,
+           name: str = "the config") -> list[Run]:
+    """The runs of the grid, keeping only ``datasets`` when given (an unknown one is refused)."""
+    runs = expand(cfg, fast)
+    if datasets:
+        unknown = sorted(set(datasets) - {r.dataset for r in runs})
+        if unknown:
+            raise SweepError(f"dataset {', '.join(unknown)} is not in the grid of {name}")
+        runs = [r for r in runs if r.dataset in datasets]
+    return runs
+
+
+def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[str] | None = None,
+                  device: str | None = None) -> list[dict[str, Any]]:
+    """The result dicts of the grid (see :func:`write_result`), in grid order.
+
+    Runs whose result file is missing are trained first (each as its own process, resuming an
+    interrupted run), so the call returns at once when the results are committed and takes the
+    whole sweep's time when none are. Raises :class:`SweepError` when a run fails.
+    """
+    cfg = load_config(config)
+    res_dir, _ = folders(cfg, fast)
+    runs = select(cfg, fast, datasets, name=Path(config).name)
+    if any(not (res_dir / f"{r.name}.json").is_file() for r in runs):
+        if run_sweep(config, fast=fast, datasets=datasets, device=device) != 0:
+            raise SweepError(f"some runs of {Path(config).name} failed (see the messages above)")
+    return [json.loads((res_dir / f"{r.name}.json").read_text()) for r in runs]
+
+
+def summarize(results: list[dict[str, Any]], keys: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Mean and spread over seeds: ``{(dataset, method): {key: (mean, sd, n), "seeds": [...]}}``.
+
+    ``keys`` name entries of a result's ``metrics`` (``"kl"``, ``"iw_nll"``...). ``sd`` is the sample
+    standard deviation over the seeds (``nan`` for a single seed); groups keep the order of
+    ``results``. Missing or non-finite values are left out of their key's statistics.
+    """
+    import math
+    import statistics
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for group, rs in groups.items():
+        row: dict[str, Any] = {"seeds": [r["seed"] for r in rs]}
+        for key in keys:
+            vals = [float(r["metrics"][key]) for r in rs
+                    if isinstance(r["metrics"].get(key), int | float) and math.isfinite(r["metrics"][key])]
+            mean = statistics.fmean(vals) if vals else math.nan
+            sd = statistics.stdev(vals) if len(vals) > 1 else math.nan
+            row[key] = (mean, sd, len(vals))
+        out[group] = row
+    return out
+
+
 def train_args(options: dict[str, Any]) -> list[str]:
     """``{"warmup_epochs": 5, "amp": True}`` -> ``["--warmup-epochs", "5", "--amp"]``."""
     args: list[str] = []
@@ -110,17 +176,8 @@ def run_sweep(config: str | os.PathLike, shard: tuple[int, int] = (0, 1), result
     with (or resumes from) full-size runs. ``datasets`` keeps only those datasets of the grid.
     """
     cfg = load_config(config)
-    res_dir = Path(results or cfg.get("results", "results/sweep"))
-    run_dir = Path(cfg.get("runs", "runs/sweep"))
-    if fast:
-        res_dir = res_dir.with_name(res_dir.name + "-fast")
-        run_dir = run_dir.with_name(run_dir.name + "-fast")
-    runs = expand(cfg, fast)
-    if datasets:
-        unknown = sorted(set(datasets) - {r.dataset for r in runs})
-        if unknown:
-            raise SweepError(f"dataset {', '.join(unknown)} is not in the grid of {Path(config).name}")
-        runs = [r for r in runs if r.dataset in datasets]
+    res_dir, run_dir = folders(cfg, fast, results)
+    runs = select(cfg, fast, datasets, name=Path(config).name)
     i, n = shard
     mine = runs[i::n]
     todo = [r for r in mine if not (res_dir / f"{r.name}.json").is_file()]
