@@ -173,3 +173,13 @@ def test_train_or_load_loads_without_training(tmp_path, monkeypatch):
     assert [r["name"] for r in results] == [r.name for r in runs]  # grid order, not file order
     with pytest.raises(AssertionError, match="trained although"):
         sweep.train_or_load(cfg, fast=True, datasets=["mnist"])  # mnist results are missing
+
+
+def test_comparison_table_formats_mean_and_sd():
+    results = [fake_result("mnist", "vae", s, kl=kl, probe_acc=acc, au=au)
+               for s, (kl, acc, au) in enumerate([(1.0, 0.8, 3), (3.0, 0.9, 5)])]
+    results.append(fake_result("mnist", "label", 0, kl=4.0, probe_acc=0.95, au=7))
+    header, rows = sweep.comparison_table(results, ["kl", "probe_acc", "au", "iw_nll"])
+    assert header == ["method", "seeds", "KL (rate)", "probe acc.", "AU", "IW-NLL"]
+    assert rows[0] == ["vae", "2", f"2.00 ± {2 ** 0.5:.2f}", f"85.0 ± {100 * 0.05 * 2 ** 0.5:.1f}", "4.0 ± 1.4", "–"]
+    assert rows[1] == ["label", "1", "4.00", "95.0", "7.0", "–"]

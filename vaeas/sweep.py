@@ -151,6 +151,44 @@ def summarize(results: list[dict[str, Any]], keys: list[str]) -> dict[tuple[str,
     return out
 
 
+#: Columns of :func:`comparison_table`: metrics key -> header (all in nats unless the header says).
+COLUMNS: dict[str, str] = {
+    "neg_elbo": "−ELBO", "iw_nll": "IW-NLL", "kl": "KL (rate)", "rec": "rec (distortion)",
+    "mi_minibatch": "MI minibatch", "mi_dataset": "MI dataset", "au": "AU", "probe_acc": "probe acc.",
+    "train_minutes": "train (min)",
+}
+
+
+def comparison_table(results: list[dict[str, Any]], keys: list[str] | None = None,
+                     digits: int = 2) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of a comparison: one row per (dataset, method), ``mean ± sd`` over seeds.
+
+    ``keys`` defaults to every key of :data:`COLUMNS`; ``"train_minutes"`` is read from the
+    metric ``train_minutes`` when a result has it. AU is shown with one decimal, the probe accuracy
+    in percent. A group with one seed shows the bare value.
+    """
+    import math
+
+    keys = list(COLUMNS) if keys is None else keys
+    summary = summarize(results, keys)
+    datasets = {d for d, _ in summary}
+    header = (["dataset"] if len(datasets) > 1 else []) + ["method", "seeds"] + [COLUMNS.get(k, k) for k in keys]
+    rows = []
+    for (dataset, method), row in summary.items():
+        cells = ([dataset] if len(datasets) > 1 else []) + [method, str(len(row["seeds"]))]
+        for key in keys:
+            mean, sd, n = row[key]
+            scale, d = (100.0, 1) if key == "probe_acc" else (1.0, 1 if key == "au" else digits)
+            if n == 0:
+                cells.append("–")
+            elif math.isnan(sd):
+                cells.append(f"{scale * mean:.{d}f}")
+            else:
+                cells.append(f"{scale * mean:.{d}f} ± {scale * sd:.{d}f}")
+        rows.append(cells)
+    return header, rows
+
+
 def train_args(options: dict[str, Any]) -> list[str]:
     """``{"warmup_epochs": 5, "amp": True}`` -> ``["--warmup-epochs", "5", "--amp"]``."""
     args: list[str] = []
