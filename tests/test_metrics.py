@@ -345,6 +345,9 @@ def test_evaluate_keys_settings_and_consistency(eval_setup):
     assert res["kl"] == pytest.approx(sum(res["kl_per_dim"]), rel=1e-5)
     iw = metrics.iw_nll(model, x[:10], k=20, seed=3).mean().item()
     assert res["iw_nll"] == pytest.approx(iw, rel=1e-6)
+    sub = metrics.elbo_terms(model, x, seed=3)["neg_elbo"][:10].mean().item()
+    assert res["neg_elbo_iw"] == pytest.approx(sub, rel=1e-6)  # -ELBO of the IW images themselves
+    assert res["iw_nll"] <= res["neg_elbo_iw"] + 0.5  # k = 20 cannot be much worse than k = 1
     mi = metrics.mutual_information(model, x, seed=3)
     assert res["mi_dataset"] == pytest.approx(mi, rel=1e-6)
     assert res["au"] == metrics.active_units(model, x, delta=0.02)

@@ -272,9 +272,11 @@ def evaluate(model: Any, data: Any, k: int = 5000, iw_size: int | None = None, m
 
     ``-ELBO``, ``rec``, ``kl`` (and ``kl_per_dim``) and both MI estimators and active units use the
     whole split; ``iw_nll`` uses the first ``iw_size`` points (all by default) with ``k`` importance
-    samples; the probe is trained on the first ``probe_size`` training points (binarised with a
-    fixed seed) and scored on the split. The settings (k, B, delta, sizes, seed) are recorded in the
-    result next to the numbers, and each block's wall time in ``seconds``.
+    samples, and ``neg_elbo_iw`` is the ``-ELBO`` of those same points (so ``iw_nll <= neg_elbo_iw``
+    up to Monte Carlo noise, while ``neg_elbo`` may differ when the subset is not representative);
+    the probe is trained on the first ``probe_size`` training points (binarised with a fixed seed)
+    and scored on the split. The settings (k, B, delta, sizes, seed) are recorded in the result next
+    to the numbers, and each block's wall time in ``seconds``.
     """
     from .data import binarize_fixed
 
@@ -323,6 +325,7 @@ def evaluate(model: Any, data: Any, k: int = 5000, iw_size: int | None = None, m
         t = time.perf_counter()
         n = len(x) if iw_size is None else min(iw_size, len(x))
         res["iw_nll"] = iw_nll(model, x[:n], k=k, seed=seed).mean().item()
+        res["neg_elbo_iw"] = terms["neg_elbo"][:n].mean().item()  # -ELBO on the same images
         res["iw_k"] = k
         res["iw_n"] = n
         res["seconds_iw"] = time.perf_counter() - t
