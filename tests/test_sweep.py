@@ -183,3 +183,10 @@ def test_comparison_table_formats_mean_and_sd():
     assert header == ["method", "seeds", "KL (rate)", "probe acc.", "AU", "IW-NLL"]
     assert rows[0] == ["vae", "2", f"2.00 ± {2 ** 0.5:.2f}", f"85.0 ± {100 * 0.05 * 2 ** 0.5:.1f}", "4.0 ± 1.4", "–"]
     assert rows[1] == ["label", "1", "4.00", "95.0", "7.0", "–"]
+
+
+def test_train_minutes_only_for_runs_trained_in_their_own_process():
+    fresh = fake_result("mnist", "vae", 0, train_seconds=120.0, wall_seconds=300.0)
+    reused = fake_result("mnist", "vae", 1, train_seconds=900.0, wall_seconds=200.0)  # resumed after its last epoch
+    mean, sd, n = sweep.summarize([fresh, reused], ["train_minutes"])["mnist", "vae"]["train_minutes"]
+    assert (mean, n) == (2.0, 1) and sd != sd

@@ -305,3 +305,11 @@ def test_vaeas_instance_target_trains(data):
         assert math.isfinite(r["train_ce"]) and r["train_ce"] > 0.5 * math.log(c)
         assert r["train_loss"] == pytest.approx(
             r["train_rec"] + r["train_kl"] + 0.5 * r["train_ce"], rel=1e-5)
+
+
+def test_schedule_is_rebuilt_from_a_stored_config():
+    trainer = Trainer(epochs=4, kl_schedule="linear", warmup_epochs=2.5, progress=False)
+    rebuilt = Trainer(**trainer.config()).schedule(10)
+    assert rebuilt(0) == 0.0 and rebuilt(12) == pytest.approx(12 / 25) and rebuilt(25) == 1.0 and rebuilt(39) == 1.0
+    cyc = Trainer(epochs=4, kl_schedule="cyclical", cycles=2, ratio=0.5, beta=0.5, progress=False).schedule(10)
+    assert cyc(0) == 0.0 and cyc(10) == 0.5 and cyc(20) == 0.0 and cyc(39) == 0.5

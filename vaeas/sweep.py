@@ -128,7 +128,9 @@ def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[
 def summarize(results: list[dict[str, Any]], keys: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
     """Mean and spread over seeds: ``{(dataset, method): {key: (mean, sd, n), "seeds": [...]}}``.
 
-    ``keys`` name entries of a result's ``metrics`` (``"kl"``, ``"iw_nll"``...). ``sd`` is the sample
+    ``keys`` name entries of a result's ``metrics`` (``"kl"``, ``"iw_nll"``...), or
+    ``"train_minutes"``: the training time, left out for a run that resumed after its last epoch
+    (it was trained in an earlier process, so its time was measured elsewhere). ``sd`` is the sample
     standard deviation over the seeds (``nan`` for a single seed); groups keep the order of
     ``results``. Missing or non-finite values are left out of their key's statistics.
     """
@@ -142,13 +144,21 @@ def summarize(results: list[dict[str, Any]], keys: list[str]) -> dict[tuple[str,
     for group, rs in groups.items():
         row: dict[str, Any] = {"seeds": [r["seed"] for r in rs]}
         for key in keys:
-            vals = [float(r["metrics"][key]) for r in rs
-                    if isinstance(r["metrics"].get(key), int | float) and math.isfinite(r["metrics"][key])]
+            vals = [v for v in (_metric(r, key) for r in rs) if v is not None and math.isfinite(v)]
             mean = statistics.fmean(vals) if vals else math.nan
             sd = statistics.stdev(vals) if len(vals) > 1 else math.nan
             row[key] = (mean, sd, len(vals))
         out[group] = row
     return out
+
+
+def _metric(result: dict[str, Any], key: str) -> float | None:
+    m = result["metrics"]
+    if key == "train_minutes" and key not in m:
+        trained_here = m.get("wall_seconds", 0.0) >= m.get("train_seconds", float("inf"))
+        return m["train_seconds"] / 60 if trained_here else None
+    v = m.get(key)
+    return float(v) if isinstance(v, int | float) else None
 
 
 #: Columns of :func:`comparison_table`: metrics key -> header (all in nats unless the header says).
@@ -163,8 +173,8 @@ def comparison_table(results: list[dict[str, Any]], keys: list[str] | None = Non
                      digits: int = 2) -> tuple[list[str], list[list[str]]]:
     """``(header, rows)`` of a comparison: one row per (dataset, method), ``mean ± sd`` over seeds.
 
-    ``keys`` defaults to every key of :data:`COLUMNS`; ``"train_minutes"`` is read from the
-    metric ``train_minutes`` when a result has it. AU is shown with one decimal, the probe accuracy
+    ``keys`` defaults to every key of :data:`COLUMNS` (``"train_minutes"`` as in :func:`summarize`).
+    AU is shown with one decimal, the probe accuracy
     in percent. A group with one seed shows the bare value.
     """
     import math

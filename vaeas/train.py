@@ -32,7 +32,7 @@ from torch import Tensor
 from . import metrics
 from .data import Dataset, batches
 from .models import VAE
-from .objectives import make_schedule, total_loss
+from .objectives import Schedule, make_schedule, total_loss
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
@@ -164,6 +164,14 @@ class Trainer:
         """The trainer's settings as a JSON-able dict."""
         return asdict(self)
 
+    def schedule(self, steps_per_epoch: int) -> Schedule:
+        """The KL-weight schedule over ``steps_per_epoch * epochs`` updates (``schedule(step)``).
+
+        A finished run's schedule is ``Trainer(**config["trainer"]).schedule(steps_per_epoch)``.
+        """
+        return make_schedule(self.kl_schedule, self.beta, steps_per_epoch * self.epochs,
+                             round(self.warmup_epochs * steps_per_epoch), self.cycles, self.ratio)
+
     def _validate(self, model: VAE, x: Tensor) -> dict[str, float]:
         terms = metrics.elbo_terms(model, x, seed=self.seed)
         return {
@@ -191,8 +199,7 @@ class Trainer:
         model.to(device)
         steps_per_epoch = math.ceil(len(data.train) / self.batch_size)
         total_steps = steps_per_epoch * self.epochs
-        schedule = make_schedule(self.kl_schedule, self.beta, total_steps,
-                                 round(self.warmup_epochs * steps_per_epoch), self.cycles, self.ratio)
+        schedule = self.schedule(steps_per_epoch)
         # fused Adam: one kernel for all parameters (about 30 % faster per step on the CPU here)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, fused=device.type in ("cpu", "cuda"))
         gen = torch.Generator(device=device)
