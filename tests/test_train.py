@@ -8,16 +8,20 @@ import math
 import pytest
 import torch
 
-from vaeas.models import build_model
+from vaeas.data import batches as vaeas_batches
+from vaeas.models import VAE, build_model
 from vaeas.train import (
     CHECKPOINT,
     HISTORY,
+    ResumeMismatch,
     Trainer,
     TrainingError,
     atomic_save,
+    encoder_decoder_parameters,
     load_checkpoint,
     load_model,
     resolve_device,
+    write_history_csv,
 )
 
 TIMING = ("seconds", "eval_seconds")
@@ -152,9 +156,8 @@ def test_atomic_save_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypat
     atomic_save({"v": torch.tensor([1.0, 2.0])}, path)
     real_save = torch.save
 
-    def broken_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as fh:
-            fh.write(b"PK\x03\x04 half a zip file")
+    def broken_save(obj, f, *args, **kwargs):  # vaeas.io hands torch.save an open file
+        f.write(b"PK\x03\x04 half a zip file")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
@@ -313,3 +316,186 @@ def test_schedule_is_rebuilt_from_a_stored_config():
     assert rebuilt(0) == 0.0 and rebuilt(12) == pytest.approx(12 / 25) and rebuilt(25) == 1.0 and rebuilt(39) == 1.0
     cyc = Trainer(epochs=4, kl_schedule="cyclical", cycles=2, ratio=0.5, beta=0.5, progress=False).schedule(10)
     assert cyc(0) == 0.0 and cyc(10) == 0.5 and cyc(20) == 0.0 and cyc(39) == 0.5
+
+
+# --------------------------------------------------------------------------- resume mismatches, fit_or_load
+def test_resume_mismatch_names_the_setting(data, tmp_path):
+    Trainer(epochs=1, **FAST).fit(_model(latent_dim=3), data, out_dir=tmp_path)
+    with pytest.raises(ResumeMismatch, match="latent_dim=3 there, 4 now"):
+        Trainer(epochs=2, **FAST).fit(_model(latent_dim=4), data, out_dir=tmp_path, resume=True)
+    with pytest.raises(ResumeMismatch, match="lr=0.001 there, 0.003 now"):
+        Trainer(epochs=2, **{**FAST, "lr": 3e-3}).fit(_model(), data, out_dir=tmp_path, resume=True)
+    # more epochs continue the run; device, progress and logging may change
+    hist = Trainer(epochs=2, **{**FAST, "log": True}).fit(_model(), data, out_dir=tmp_path, resume=True)
+    assert [r["epoch"] for r in hist] == [1, 2]
+
+
+def test_fit_or_load_loads_a_finished_run_without_training(data, tmp_path, monkeypatch):
+    trainer = Trainer(epochs=2, seed=3, **FAST)
+    model = _model()
+    hist = trainer.fit_or_load(model, data, tmp_path / "run")  # nothing there: trains
+    assert len(hist) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("fit_or_load trained a finished run")
+
+    monkeypatch.setattr(Trainer, "fit", no_training)
+    again = _model(seed=9)
+    assert _strip(Trainer(epochs=2, seed=3, **FAST).fit_or_load(again, data, tmp_path / "run")) == _strip(hist)
+    _assert_same_weights(again, model)
+    with pytest.raises(ResumeMismatch, match="seed"):
+        Trainer(epochs=2, seed=4, **FAST).fit_or_load(_model(), data, tmp_path / "run")
+    with pytest.raises(ResumeMismatch, match="epochs"):
+        Trainer(epochs=1, seed=3, **FAST).fit_or_load(_model(), data, tmp_path / "run")
+
+
+def test_fit_or_load_finishes_an_interrupted_run(data, tmp_path):
+    trainer = Trainer(epochs=3, **FAST)
+    full = _model()
+    ref = trainer.fit(full, data)
+    part = _model()
+    trainer.fit(part, data, out_dir=tmp_path, stop_after=1)
+    resumed = _model(seed=5)
+    assert _strip(trainer.fit_or_load(resumed, data, tmp_path)) == _strip(ref)
+    _assert_same_weights(resumed, full)
+
+
+def test_atomic_writers_are_the_io_helpers():
+    from vaeas import io
+
+    assert atomic_save is io.save_torch and write_history_csv is io.write_csv
+
+
+# --------------------------------------------------------------------------- sparse parameters
+class SparseRowsVAE(VAE):
+    """A VAE with one sparse-gradient parameter per training image (as an instance head has)."""
+
+    def __init__(self, base, n):
+        super().__init__(base.encoder, base.decoder, base.latent_dim, {**base.config, "rows": n})
+        self.rows = torch.nn.Embedding(n, 1, sparse=True)
+
+    def loss(self, x, y=None, index=None):
+        parts = super().loss(x, y, index)
+        parts["aux"] = (self.rows(index).squeeze(-1) - 1.0) ** 2
+        return parts
+
+    def sparse_parameters(self):
+        return [self.rows.weight]
+
+
+def test_sparse_parameters_get_sparse_adam_and_resume_exactly(data, tmp_path):
+    def make():
+        return SparseRowsVAE(_model(), len(data.train))
+
+    trainer = Trainer(epochs=2, **FAST)
+    a = make()
+    before = a.rows.weight.detach().clone()
+    hist = trainer.fit(a, data, out_dir=tmp_path / "A")
+    ckpt = load_checkpoint(tmp_path / "A" / CHECKPOINT)
+    assert set(ckpt["optimizers"]) == {"adam", "sparse"}
+    assert not torch.equal(a.rows.weight, before)  # the rows were trained
+    assert all(math.isfinite(r["train_loss"]) for r in hist)
+    b = make()
+    trainer.fit(b, data, out_dir=tmp_path / "B", stop_after=1)
+    b2 = make()
+    hist_b = trainer.fit(b2, data, out_dir=tmp_path / "B", resume=True)
+    assert _strip(hist_b) == _strip(hist)
+    _assert_same_weights(b2, a)
+
+
+# --------------------------------------------------------------------------- aggressive training
+AGG = dict(aggressive=True, aggressive_max_inner=6, aggressive_check_every=2)
+
+
+def _state(params):
+    return [p.detach().clone() for p in params]
+
+
+def test_encoder_inner_loop_touches_only_the_encoder(data):
+    model = _model("vaeas", num_classes=3, target_entropy=data.label_entropy())
+    trainer = Trainer(epochs=1, **AGG, **FAST)
+    run = trainer._setup(model, data, None, resume=False)
+    enc, dec = encoder_decoder_parameters(model)
+    assert {id(p) for p in model.classifier.parameters()} <= {id(p) for p in dec}  # decoder side
+    enc0, dec0 = _state(enc), _state(dec)
+    steps = trainer._encoder_inner_loop(run, kl_weight=1.0)
+    assert 2 * AGG["aggressive_check_every"] <= steps <= AGG["aggressive_max_inner"]
+    assert all(torch.equal(p, q) for p, q in zip(dec, dec0, strict=True))  # bit-identical
+    assert any(not torch.equal(p, q) for p, q in zip(enc, enc0, strict=True))
+    # and the decoder-side update leaves the encoder alone
+    enc1 = _state(enc)
+    batch = next(iter(vaeas_batches(data.train, 64, generator=run.gen)))
+    trainer._step(run, batch, 1.0, ("decoder", "sparse"))
+    assert all(torch.equal(p, q) for p, q in zip(enc, enc1, strict=True))
+    assert any(not torch.equal(p, q) for p, q in zip(dec, dec0, strict=True))
+
+
+def test_inner_loop_stops_when_the_block_mean_stops_falling(data, monkeypatch):
+    trainer = Trainer(epochs=1, aggressive=True, aggressive_max_inner=100, aggressive_check_every=3, **FAST)
+    run = trainer._setup(_model(), data, None, resume=False)
+    losses = iter([5, 5, 5, 4, 4, 4, 4, 4, 4.5] + [0] * 100)  # blocks 5, 4, 4.17: stop after 9 steps
+
+    def fake_step(run, batch, kl_weight, optimizers):
+        assert optimizers == ("encoder",)
+        return {}, torch.tensor(float(next(losses)))
+
+    monkeypatch.setattr(trainer, "_step", fake_step)
+    assert trainer._encoder_inner_loop(run, 1.0) == 9
+    losses = iter([3.0] * 1000)  # equal blocks: "no longer decreases" after the second block
+    assert trainer._encoder_inner_loop(run, 1.0) == 6
+    losses = iter([100.0 - k for k in range(1000)])  # always falling: capped
+    assert trainer._encoder_inner_loop(run, 1.0) == 100
+
+
+def test_aggressive_switches_off_when_the_mi_did_not_rise(data, monkeypatch):
+    mis = iter([1.0, 2.0, 2.0, 3.0, 4.0, 0.0])
+    real = Trainer._validate
+
+    def scripted(self, model, x):
+        return {**real(self, model, x), "val_mi": next(mis)}
+
+    monkeypatch.setattr(Trainer, "_validate", scripted)
+    model = _model()
+    hist = Trainer(epochs=5, **AGG, **FAST).fit(model, data)
+    assert [r["aggressive"] for r in hist] == [1, 1, 1, 0, 0]  # epoch 3's MI did not rise: off
+    assert all(r["inner_steps"] >= 4 * 4 for r in hist[:3])  # >= 2 blocks per outer step
+    assert [r["inner_steps"] for r in hist[3:]] == [0, 0]
+    assert [r["step"] for r in hist] == [4, 8, 12, 16, 20]
+    plain = Trainer(epochs=1, **FAST).fit(_model(), data)
+    assert "aggressive" not in plain[0] and "inner_steps" not in plain[0]
+
+
+def test_aggressive_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
+    mis = {"A": [1.0, 2.0, 1.0, 5.0], "B": [1.0, 2.0, 1.0, 5.0]}
+    real = Trainer._validate
+    which = {"run": "A"}
+
+    def scripted(self, model, x):
+        return {**real(self, model, x), "val_mi": mis[which["run"]].pop(0)}
+
+    monkeypatch.setattr(Trainer, "_validate", scripted)
+    trainer = Trainer(epochs=4, seed=1, **AGG, **FAST)
+    a = _model()
+    hist_a = trainer.fit(a, data, out_dir=tmp_path / "A")
+    assert [r["aggressive"] for r in hist_a] == [1, 1, 1, 0]
+    which["run"] = "B"
+    trainer.fit(_model(), data, out_dir=tmp_path / "B", stop_after=2)  # aggressive still on
+    assert load_checkpoint(tmp_path / "B" / CHECKPOINT)["aggressive"] == {"on": True, "prev_mi": 2.0}
+    torch.manual_seed(999)
+    b = _model(seed=4)
+    hist_b = Trainer(epochs=4, seed=1, **AGG, **FAST).fit(b, data, out_dir=tmp_path / "B", resume=True)
+    assert _strip(hist_b) == _strip(hist_a)
+    _assert_same_weights(a, b)
+    ckpt = load_checkpoint(tmp_path / "B" / CHECKPOINT)
+    assert set(ckpt["optimizers"]) == {"encoder", "decoder"}
+    assert ckpt["aggressive"] == {"on": False, "prev_mi": 1.0}  # MI of the epoch that ended it
+
+
+def test_aggressive_works_on_every_architecture(data):
+    for arch in ("conv", "made"):
+        torch.manual_seed(0)
+        kw = {} if arch == "conv" else {"hidden": (16,), "decoder_hidden": (16,)}
+        model = build_model("vae", arch, latent_dim=2, **kw)
+        hist = Trainer(epochs=1, aggressive=True, aggressive_max_inner=2, aggressive_check_every=1,
+                       **FAST).fit(model, data)
+        assert hist[0]["aggressive"] == 1 and math.isfinite(hist[0]["train_loss"])
