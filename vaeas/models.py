@@ -3,10 +3,12 @@
 Conventions used throughout the package
 
 * images are flat: ``x`` has shape ``(B, 784)`` with values in ``[0, 1]`` (binary when scored);
+  sentences are ``(B, T)`` int64 token ids (:mod:`vaeas.sequence`, ``arch="lstm"``);
 * the approximate posterior is a diagonal Gaussian ``q(z|x) = N(mu, diag(exp(logvar)))`` with
   ``mu, logvar`` of shape ``(B, D)``; the prior is ``N(0, I)``;
-* the decoder returns Bernoulli *logits* of shape ``(B, 784)``;
-* every log-density and every loss is in **nats**;
+* the decoder returns Bernoulli *logits* of shape ``(B, 784)`` (token logits ``(B, T - 1, V)``);
+* every log-density and every loss is in **nats** (the densities live in :mod:`vaeas.distributions`,
+  the classifier heads in :mod:`vaeas.heads`; both are re-exported here);
 * ``loss`` returns a dict of **per-sample** tensors of shape ``(B,)`` (``kl_per_dim``: ``(B, D)``).
 
 Any object with ``encode``, ``decode`` and ``latent_dim`` works with :mod:`vaeas.metrics`.
@@ -22,45 +24,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOG_2PI = math.log(2 * math.pi)
+from .distributions import (  # re-exported: these names have always been importable from here
+    LOG_2PI,
+    bernoulli_log_likelihood,
+    categorical_log_likelihood,
+    gaussian_log_density,
+    kl_standard_normal,
+    log_q_matrix,
+    reparameterize,
+    standard_normal_log_density,
+)
+from .heads import ACTIVATIONS, Classifier, SoftmaxHead, TwoLevelSoftmaxHead, batch_nll
+from .sequence import SequenceLikelihood, build_lstm
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "softplus": nn.Softplus,
-}
-
-ARCHITECTURES = ("mlp", "conv", "made")
-TARGETS = ("label", "instance")
-
-
-# --------------------------------------------------------------------------- densities
-def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, diag(exp(logvar))) summed over the last dim, in nats.
-
-    Shapes broadcast; the result drops the last dimension (``(..., D) -> (...)``).
-    """
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
-
-
-def standard_normal_log_density(z: Tensor) -> Tensor:
-    """log N(z; 0, I) summed over the last dim: ``(..., D) -> (...)``, nats."""
-    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+__all__ = [
+    "ACTIVATIONS", "ARCHITECTURES", "LOG_2PI", "TARGETS", "VAE", "VAEAS", "Classifier", "ConvDecoder",
+    "ConvEncoder", "LinearVAE", "MADEDecoder", "MLPDecoder", "MLPEncoder", "MaskedLinear",
+    "SequenceVAE", "SequenceVAEAS", "SoftmaxHead", "TwoLevelSoftmaxHead", "batch_nll",
+    "bernoulli_log_likelihood",
+    "build_for_dataset", "build_model", "categorical_log_likelihood", "gaussian_log_density",
+    "kl_standard_normal", "linear_vae_kl_per_dim", "log_q_matrix", "model_from_config",
+    "reparameterize", "standard_normal_log_density",
+]
 
 
-def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Closed-form KL(N(mu, diag(exp(logvar))) || N(0, I)) per dimension: ``(B, D)``, nats.
-
-    ``KL_d = 0.5 * (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2)``.
-    """
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
-    """log p(x | logits) of a factorised Bernoulli, summed over pixels: ``(B, P) -> (B,)``, nats."""
-    return -F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none").sum(-1)
+ARCHITECTURES = ("mlp", "conv", "made", "lstm")
+TARGETS = ("label", "instance", "batch")
 
 
 def _mlp(sizes: Sequence[int], activation: str, last_activation: bool = False) -> nn.Sequential:
@@ -222,111 +211,13 @@ class MADEDecoder(nn.Module):
         return x
 
 
-# --------------------------------------------------------------------------- classifier heads
-class SoftmaxHead(nn.Module):
-    """Dense softmax classifier ``r(c|z)`` over ``C`` classes: ``z (B, D) -> log r (B, C)``."""
-
-    def __init__(self, in_dim: int, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-        self.fc = nn.Linear(in_dim, num_classes)
-
-    def log_prob_all(self, h: Tensor) -> Tensor:
-        """log r(c|z) for every class: ``(B, C)``, nats."""
-        return F.log_softmax(self.fc(h).float(), dim=-1)
-
-    def nll(self, h: Tensor, c: Tensor) -> Tensor:
-        """-log r(c|z) for the given targets ``c (B,)``: ``(B,)``, nats."""
-        return F.cross_entropy(self.fc(h).float(), c, reduction="none")
-
-
-class TwoLevelSoftmaxHead(nn.Module):
-    """A class-factored (two-level) softmax over ``C`` classes (Goodman 2001; Morin & Bengio 2005).
-
-    Class ``c`` is written as ``(a, b) = (c // K, c % K)`` with ``K = ceil(sqrt(C))``, and
-
-        r(c | z) = r(a | z) * r(b | a, z),
-
-    a softmax over the ``ceil(C / K)`` groups times a softmax over the classes inside group ``a``
-    (each class keeps its own weight vector; padding slots of the last group are masked out). This
-    is an *exactly normalised* distribution over the ``C`` classes, so the cross-entropy is a true
-    classifier loss and the Barber-Agakov bound ``I(c; z) >= H(c) - CE`` holds exactly. Its cost per
-    sample is ``O(sqrt(C) * D)`` instead of ``O(C * D)`` for a dense softmax: with ``C = 55,000``
-    training images that is ~470 instead of 55,000 logits.
-    """
-
-    def __init__(self, in_dim: int, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-        self.k = math.ceil(math.sqrt(num_classes))
-        self.groups = math.ceil(num_classes / self.k)
-        self.group_fc = nn.Linear(in_dim, self.groups)
-        slots = self.groups * self.k
-        self.weight = nn.Parameter(torch.randn(slots, in_dim) / math.sqrt(in_dim))
-        self.bias = nn.Parameter(torch.zeros(slots))
-        valid = torch.arange(slots) < num_classes
-        self.register_buffer("pad", torch.where(valid, 0.0, float("-inf")).view(self.groups, self.k))
-
-    def _within(self, h: Tensor, a: Tensor) -> Tensor:
-        """log r(b | a, z) for every b in group a: ``(B, K)``."""
-        rows = a[:, None] * self.k + torch.arange(self.k, device=a.device)  # (B, K)
-        # gather the group's weight rows; an elementwise product beats B tiny matmuls (bmm) on CPUs
-        w = self.weight[rows]  # (B, K, D)
-        logits = (w * h[:, None, :]).sum(-1) + self.bias[rows] + self.pad[a]
-        return F.log_softmax(logits.float(), dim=-1)
-
-    def nll(self, h: Tensor, c: Tensor) -> Tensor:
-        """-log r(c|z) for targets ``c (B,)``: ``(B,)``, nats."""
-        a, b = c // self.k, c % self.k
-        log_ra = F.log_softmax(self.group_fc(h).float(), dim=-1).gather(1, a[:, None]).squeeze(1)
-        log_rb = self._within(h, a).gather(1, b[:, None]).squeeze(1)
-        return -(log_ra + log_rb)
-
-    def log_prob_all(self, h: Tensor) -> Tensor:
-        """log r(c|z) for every class: ``(B, C)``, nats (dense; for evaluation and tests)."""
-        log_ra = F.log_softmax(self.group_fc(h).float(), dim=-1)  # (B, G)
-        w = self.weight.view(self.groups, self.k, -1)
-        logits = torch.einsum("gkd,bd->bgk", w, h) + self.bias.view(self.groups, self.k) + self.pad
-        log_rb = F.log_softmax(logits.float(), dim=-1)  # (B, G, K)
-        return (log_ra[:, :, None] + log_rb).flatten(1)[:, : self.num_classes]
-
-
-class Classifier(nn.Module):
-    """The auxiliary classifier ``r(c|z)`` of VAE-AS: optional hidden layer, then a softmax head.
-
-    ``head="auto"`` picks the dense softmax for ``C <= 2048`` classes and the exact two-level
-    softmax (:class:`TwoLevelSoftmaxHead`) above that.
-    """
-
-    def __init__(self, latent_dim: int, num_classes: int, hidden: int | None = None,
-                 head: str = "auto", activation: str = "relu"):
-        super().__init__()
-        if head == "auto":
-            head = "dense" if num_classes <= 2048 else "two_level"
-        if head not in ("dense", "two_level"):
-            raise ValueError(f"unknown classifier head {head!r}; choose auto, dense or two_level")
-        self.head_kind = head
-        self.body: nn.Module = (nn.Sequential(nn.Linear(latent_dim, hidden), ACTIVATIONS[activation]())
-                                if hidden else nn.Identity())
-        width = hidden or latent_dim
-        self.head = SoftmaxHead(width, num_classes) if head == "dense" else TwoLevelSoftmaxHead(width, num_classes)
-
-    def nll(self, z: Tensor, c: Tensor) -> Tensor:
-        """Cross-entropy -log r(c|z): ``z (B, D), c (B,) -> (B,)``, nats."""
-        return self.head.nll(self.body(z), c)
-
-    def log_prob_all(self, z: Tensor) -> Tensor:
-        """log r(c|z) for all classes: ``(B, C)``."""
-        return self.head.log_prob_all(self.body(z))
-
-
 # --------------------------------------------------------------------------- models
 class VAE(nn.Module):
     """A VAE with a diagonal-Gaussian encoder, N(0, I) prior and a Bernoulli decoder.
 
-    Build one with :func:`build_model` (or pass modules directly). The negative ELBO per sample is
-    ``rec + kl`` with ``rec = -log p(x|z)`` for one reparameterised ``z ~ q(z|x)`` and the KL in
-    closed form.
+    Build one with :func:`build_model` / :func:`build_for_dataset` (or pass modules directly). The
+    negative ELBO per sample is ``rec + kl`` with ``rec = -log p(x|z)`` for one reparameterised
+    ``z ~ q(z|x)`` (:func:`vaeas.distributions.reparameterize`) and the KL in closed form.
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int,
@@ -356,18 +247,32 @@ class VAE(nn.Module):
         return bool(getattr(self.decoder, "autoregressive", False))
 
     @staticmethod
-    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-        """``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``: ``(B, D)``."""
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``: :func:`vaeas.distributions.reparameterize`."""
+        return reparameterize(mu, logvar, generator)
 
-    def _parts(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    # -- parameter groups (aggressive inference training, sparse optimisers)
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The inference network's parameters (those of ``q(z|x)``)."""
+        return list(self.encoder.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter: the decoder and, for VAE-AS, the classifier."""
+        enc = {id(p) for p in self.encoder_parameters()}
+        return [p for p in self.parameters() if id(p) not in enc]
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose gradients are sparse (for ``torch.optim.SparseAdam``); none here."""
+        return []
+
+    def _parts(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor]:
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)
         logits = self.decode(z, x)
         rec = -self.log_likelihood(logits, x)
         kl_per_dim = kl_standard_normal(mu.float(), logvar.float())
         kl = kl_per_dim.sum(-1)
-        return {"rec": rec, "kl": kl, "kl_per_dim": kl_per_dim, "neg_elbo": rec + kl}, z
+        return {"rec": rec, "kl": kl, "kl_per_dim": kl_per_dim, "neg_elbo": rec + kl}, z, mu, logvar
 
     def loss(self, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> dict[str, Tensor]:
         """Per-sample loss terms for a batch ``x (B, P)``, in nats.
@@ -379,10 +284,11 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` images from the model: ``(n, P)``.
+        """``n`` draws from the model: images ``(n, P)`` or sentences ``(n, T)``.
 
         Factorised decoders return the Bernoulli means ``sigmoid(logits)``; autoregressive decoders
-        return binary samples drawn pixel by pixel.
+        return samples drawn pixel by pixel (token by token). Call ``model.eval()`` first when the
+        decoder has dropout.
         """
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, device=device, generator=generator)
@@ -417,45 +323,91 @@ class VAEAS(VAE):
     so the training objective ``rec + kl + lam * ce`` pushes a lower bound on ``I(x; z)`` up.
     ``target_entropy`` is ``H(c)`` in nats (``log C`` for the instance target, the empirical label
     entropy otherwise); it only shifts the reported bound, never the gradient.
+
+    ``target="batch"`` has no classifier weights: the critic is the encoder itself, which scores
+    each code ``z_i`` against the ``B`` posteriors of its minibatch, ``r(n | z_i) ∝ q(z_i | x_n)``,
+    with target ``c = i`` (the InfoNCE form). Then ``I(x; z) >= log B - CE``, never above ``log B``,
+    and ``log B - CE`` is He et al.'s (2019) minibatch MI estimator, trained directly.
+
+    ``detach_aux=True`` is the control: the CE is computed on ``z.detach()``, so the classifier is
+    trained but no gradient of the auxiliary term reaches the encoder. For ``target="batch"`` the
+    control trains nothing: it is the vanilla VAE with the CE logged.
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, num_classes: int,
                  target: str = "label", lam: float = 1.0, head_hidden: int | None = None,
                  head: str = "auto", target_entropy: float | None = None,
-                 config: dict[str, Any] | None = None):
+                 config: dict[str, Any] | None = None, detach_aux: bool = False):
         super().__init__(encoder, decoder, latent_dim, config)
         if target not in TARGETS:
-            raise ValueError(f"unknown target {target!r}; choose label or instance")
+            raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
         if lam < 0:
             raise ValueError("lam must be >= 0")
-        self.target = target
-        self.lam = float(lam)
+        self.target, self.lam, self.detach_aux = target, float(lam), bool(detach_aux)
         self.num_classes = num_classes
-        self.classifier = Classifier(latent_dim, num_classes, head_hidden, head)
-        h = math.log(num_classes) if target_entropy is None else float(target_entropy)
+        if target != "batch":  # the batch target has no classifier (and no `classifier` attribute)
+            self.classifier = Classifier(latent_dim, num_classes, head_hidden, head, sparse=True)
+            h = math.log(num_classes) if target_entropy is None else float(target_entropy)
+        else:
+            h = float("nan")  # H(c) = log B depends on the batch: see aux_entropy
         self.register_buffer("target_entropy", torch.tensor(h))
 
-    def targets(self, y: Tensor | None, index: Tensor | None) -> Tensor:
-        """The classifier's target ``c (B,)`` for this batch."""
+    def targets(self, y: Tensor | None, index: Tensor | None) -> Tensor | None:
+        """The classifier's target ``c (B,)`` for this batch (``None`` for the batch target)."""
+        if self.target == "batch":
+            return None
         c = y if self.target == "label" else index
         if c is None:
             raise ValueError(f"VAEAS(target={self.target!r}) needs "
                              f"{'y' if self.target == 'label' else 'index'} in loss()")
         return c
 
+    def aux_ce(self, z: Tensor, mu: Tensor, logvar: Tensor, c: Tensor | None = None) -> Tensor:
+        """Cross-entropy of the auxiliary target for codes ``z (B, D)`` drawn from ``q(z|x)`` with
+        posteriors ``mu, logvar (B, D)``: ``(B,)``, nats.
+
+        label / instance: ``-log r(c|z)``; batch: ``-log softmax_n log q(z_i|x_n)`` at ``n = i``
+        (``c`` is ignored). With ``detach_aux`` no gradient reaches ``z``, ``mu`` or ``logvar``.
+        """
+        if self.detach_aux:
+            z, mu, logvar = z.detach(), mu.detach(), logvar.detach()
+        if self.target == "batch":
+            return batch_nll(z, mu, logvar)
+        if c is None:
+            raise ValueError(f"VAEAS(target={self.target!r}).aux_ce needs the targets c")
+        return self.classifier.nll(z, c)
+
+    def aux_entropy(self, batch_size: int) -> float:
+        """``H(c)`` in nats for a batch of ``batch_size``: log B (batch target) or ``target_entropy``."""
+        return math.log(batch_size) if self.target == "batch" else float(self.target_entropy)
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The two-level head's per-class rows (sparse gradients), else ``[]``."""
+        return self.classifier.sparse_parameters() if self.target != "batch" else []
+
     def loss(self, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> dict[str, Tensor]:
         """Per-sample terms of VAE-AS, in nats.
 
-        Adds to :meth:`VAE.loss`: ``ce (B,)`` = -log r(c|z) on the same reparameterised ``z`` the
+        Adds to :meth:`VAE.loss`: ``ce (B,)`` = :meth:`aux_ce` on the same reparameterised ``z`` the
         decoder saw, ``aux (B,)`` = lam * ce (the term added to the objective) and
-        ``mi_bound (B,)`` = H(c) - ce, whose mean is a lower bound on I(x; z).
+        ``mi_bound (B,)`` = H(c) - ce (:meth:`aux_entropy`), whose mean is a lower bound on I(x; z).
         """
-        parts, z = self._parts(x)
-        ce = self.classifier.nll(z, self.targets(y, index))
+        c = self.targets(y, index)
+        parts, z, mu, logvar = self._parts(x)
+        ce = self.aux_ce(z, mu, logvar, c)
         parts["ce"] = ce
         parts["aux"] = self.lam * ce
-        parts["mi_bound"] = self.target_entropy - ce
+        parts["mi_bound"] = self.aux_entropy(x.shape[0]) - ce
         return parts
+
+
+class SequenceVAE(SequenceLikelihood, VAE):
+    """A :class:`VAE` over token sequences (LSTM encoder and decoder): categorical ``log_likelihood``
+    over the scored tokens and ``count_tokens`` (see :mod:`vaeas.sequence`)."""
+
+
+class SequenceVAEAS(SequenceLikelihood, VAEAS):
+    """A :class:`VAEAS` over token sequences."""
 
 
 class LinearVAE(VAE):
@@ -490,6 +442,9 @@ class LinearVAE(VAE):
     def decode(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         return self.decoder(z)
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), self.enc_logvar]
+
     def log_likelihood(self, mean: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
         """Gaussian log N(x; mean, sigma2 I): ``(B, P) -> (B,)``, nats."""
         return -0.5 * (LOG_2PI + self.log_sigma2 + (x - mean).pow(2) / self.log_sigma2.exp()).sum(-1)
@@ -522,26 +477,59 @@ def _opt_tuple(hidden: int | Sequence[int] | None) -> tuple[int, ...] | None:
     return None if hidden is None else _as_tuple(hidden, ())
 
 
+def _image_networks(arch: str, latent_dim: int, hidden: int | Sequence[int] | None,
+                    decoder_hidden: int | Sequence[int] | None, activation: str, direct: bool,
+                    in_dim: int) -> tuple[nn.Module, nn.Module]:
+    enc_hidden = _as_tuple(hidden, (512, 256))
+    if any(h < 1 for h in enc_hidden) or any(h < 1 for h in _as_tuple(decoder_hidden, ())):
+        raise ValueError("hidden sizes must be >= 1")
+    if arch == "mlp":
+        dec_hidden = _as_tuple(decoder_hidden, tuple(reversed(enc_hidden)))
+        return (MLPEncoder(in_dim, enc_hidden, latent_dim, activation),
+                MLPDecoder(latent_dim, dec_hidden, in_dim, activation))
+    if arch == "conv":
+        if in_dim != 784:
+            raise ValueError("the conv architecture expects 28x28 images (in_dim=784)")
+        return ConvEncoder(latent_dim, activation=activation), ConvDecoder(latent_dim, activation=activation)
+    return (MLPEncoder(in_dim, enc_hidden, latent_dim, activation),
+            MADEDecoder(latent_dim, _as_tuple(decoder_hidden, (1000, 1000)), in_dim, activation,
+                        direct=direct))
+
+
 def build_model(model: str = "vae", arch: str = "mlp", latent_dim: int = 32,
                 hidden: int | Sequence[int] | None = None,
                 decoder_hidden: int | Sequence[int] | None = None, activation: str = "relu",
                 num_classes: int = 10, target: str = "label", lam: float = 1.0,
                 head_hidden: int | None = None, head: str = "auto",
                 target_entropy: float | None = None, direct: bool = False,
-                in_dim: int = 784) -> VAE:
-    """Build a :class:`VAE` or :class:`VAEAS` by name; the arguments are stored in ``model.config``
-    so that :func:`model_from_config` rebuilds the same network from a checkpoint.
+                in_dim: int = 784, vocab_size: int | None = None, max_len: int | None = None,
+                embed_dim: int = 50, lstm_hidden: int = 50, word_dropout: float = 0.0,
+                dropout: float = 0.0, detach_aux: bool = False) -> VAE:
+    """Build a :class:`VAE` or :class:`VAEAS` by name; the arguments that matter are stored in
+    ``model.config`` so that :func:`model_from_config` rebuilds the same network from a checkpoint.
 
     Architectures: ``mlp`` (MLP encoder and decoder, ``hidden`` default ``(512, 256)``; the decoder
-    mirrors it), ``conv`` (convolutional encoder and decoder) and ``made`` (MLP encoder with an
-    autoregressive MADE decoder, ``decoder_hidden`` default ``(1000, 1000)``).
+    mirrors it), ``conv`` (convolutional encoder and decoder), ``made`` (MLP encoder with an
+    autoregressive MADE decoder, ``decoder_hidden`` default ``(1000, 1000)``) and ``lstm`` (the
+    sentence VAE of :mod:`vaeas.sequence`: needs ``vocab_size`` and ``max_len``; ``embed_dim``,
+    ``lstm_hidden``, ``word_dropout``, ``dropout``; returns :class:`SequenceVAE` /
+    :class:`SequenceVAEAS`). Prefer :func:`build_for_dataset`, which fills in the sizes.
     """
-    config = dict(model=model, arch=arch, latent_dim=latent_dim, hidden=_opt_tuple(hidden),
-                  decoder_hidden=_opt_tuple(decoder_hidden), activation=activation, direct=direct,
-                  in_dim=in_dim)
+    if arch == "lstm":
+        config: dict[str, Any] = dict(model=model, arch=arch, latent_dim=latent_dim, vocab_size=vocab_size,
+                                      max_len=max_len, embed_dim=embed_dim, lstm_hidden=lstm_hidden,
+                                      word_dropout=float(word_dropout), dropout=float(dropout))
+    else:
+        config = dict(model=model, arch=arch, latent_dim=latent_dim, hidden=_opt_tuple(hidden),
+                      decoder_hidden=_opt_tuple(decoder_hidden), activation=activation, direct=direct,
+                      in_dim=in_dim)
     if model == "vaeas":  # the classifier's settings mean nothing for a plain VAE
-        config.update(num_classes=num_classes, target=target, lam=float(lam), head_hidden=head_hidden,
-                      head=head, target_entropy=None if target_entropy is None else float(target_entropy))
+        config.update(target=target, lam=float(lam))
+        if target != "batch":
+            config.update(num_classes=num_classes, head_hidden=head_hidden, head=head,
+                          target_entropy=None if target_entropy is None else float(target_entropy))
+        if detach_aux:  # recorded only when set, so configs of earlier runs stay as they were
+            config.update(detach_aux=True)
     if model not in ("vae", "vaeas"):
         raise ValueError(f"unknown model {model!r}; choose vae or vaeas")
     if arch not in ARCHITECTURES:
@@ -550,26 +538,53 @@ def build_model(model: str = "vae", arch: str = "mlp", latent_dim: int = 32,
         raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
     if latent_dim < 1:
         raise ValueError("latent_dim must be >= 1")
-    enc_hidden = _as_tuple(hidden, (512, 256))
-    if any(h < 1 for h in enc_hidden) or any(h < 1 for h in _as_tuple(decoder_hidden, ())):
-        raise ValueError("hidden sizes must be >= 1")
-    if arch == "mlp":
-        encoder: nn.Module = MLPEncoder(in_dim, enc_hidden, latent_dim, activation)
-        dec_hidden = _as_tuple(decoder_hidden, tuple(reversed(enc_hidden)))
-        decoder: nn.Module = MLPDecoder(latent_dim, dec_hidden, in_dim, activation)
-    elif arch == "conv":
-        if in_dim != 784:
-            raise ValueError("the conv architecture expects 28x28 images (in_dim=784)")
-        encoder = ConvEncoder(latent_dim, activation=activation)
-        decoder = ConvDecoder(latent_dim, activation=activation)
+    if arch == "lstm":
+        if hidden is not None or decoder_hidden is not None or vocab_size is None or max_len is None:
+            raise ValueError("arch 'lstm' needs vocab_size and max_len and takes lstm_hidden, not hidden")
+        encoder, decoder = build_lstm(vocab_size, max_len, latent_dim, embed_dim, lstm_hidden,
+                                      word_dropout, dropout)
     else:
-        encoder = MLPEncoder(in_dim, enc_hidden, latent_dim, activation)
-        decoder = MADEDecoder(latent_dim, _as_tuple(decoder_hidden, (1000, 1000)), in_dim, activation,
-                              direct=direct)
+        encoder, decoder = _image_networks(arch, latent_dim, hidden, decoder_hidden, activation, direct,
+                                           in_dim)
     if model == "vae":
-        return VAE(encoder, decoder, latent_dim, config)
-    return VAEAS(encoder, decoder, latent_dim, num_classes, target, lam, head_hidden, head,
-                 target_entropy, config)
+        return (SequenceVAE if arch == "lstm" else VAE)(encoder, decoder, latent_dim, config)
+    return (SequenceVAEAS if arch == "lstm" else VAEAS)(
+        encoder, decoder, latent_dim, num_classes, target, lam, head_hidden, head, target_entropy,
+        config, detach_aux)
+
+
+def build_for_dataset(data: Any, model: str = "vae", arch: str = "mlp", target: str = "label",
+                      **kwargs: Any) -> VAE:
+    """:func:`build_model` with the sizes a dataset implies: the one place they are derived.
+
+    From ``data`` (duck-typed: ``data.train.x``, ``data.num_classes``, ``data.label_entropy()``,
+    ``data.kind`` = ``"image"`` | ``"sequence"``, ``data.vocab``): ``in_dim`` = pixels per image, or
+    for ``arch="lstm"`` ``vocab_size = len(data.vocab)`` and ``max_len = T - 2``; for VAE-AS
+    ``num_classes`` and ``target_entropy`` (label: ``data.num_classes`` and the empirical label
+    entropy; instance: ``N = len(data.train)`` and ``log N``; batch: none). Other keyword arguments
+    go to :func:`build_model` and override the derived ones.
+    """
+    kind = getattr(data, "kind", "image")
+    x = data.train.x
+    if (kind == "sequence") != (arch == "lstm"):
+        raise ValueError(f"a {kind} dataset needs " + ("arch 'lstm'" if kind == "sequence"
+                                                       else "an image architecture, not 'lstm'"))
+    derived: dict[str, Any] = {}
+    if arch == "lstm":
+        vocab = getattr(data, "vocab", None)
+        if vocab is None:
+            raise ValueError("a sequence dataset needs data.vocab to size the LSTM VAE")
+        derived.update(vocab_size=len(vocab), max_len=int(x.shape[1]) - 2)
+    else:
+        derived["in_dim"] = int(x[0].numel())
+    if model == "vaeas" and target == "label":
+        derived.update(num_classes=int(data.num_classes), target_entropy=float(data.label_entropy()))
+    elif model == "vaeas" and target == "instance":
+        n = len(data.train)
+        derived.update(num_classes=n, target_entropy=math.log(n))
+    if model == "vaeas":
+        derived["target"] = target
+    return build_model(model, arch, **{**derived, **kwargs})
 
 
 def model_from_config(config: dict[str, Any]) -> VAE:
