@@ -499,3 +499,16 @@ def test_aggressive_works_on_every_architecture(data):
         hist = Trainer(epochs=1, aggressive=True, aggressive_max_inner=2, aggressive_check_every=1,
                        **FAST).fit(model, data)
         assert hist[0]["aggressive"] == 1 and math.isfinite(hist[0]["train_loss"])
+
+
+def test_instance_head_rows_use_sparse_adam_also_when_aggressive(data, tmp_path):
+    c = len(data.train)
+    model = _model("vaeas", num_classes=c, target="instance", head="two_level", target_entropy=math.log(c))
+    sparse = {id(p) for p in model.sparse_parameters()}
+    assert sparse
+    _, dec = encoder_decoder_parameters(model)
+    assert sparse <= {id(p) for p in dec}  # the rows are on the decoder side
+    hist = Trainer(epochs=2, **AGG, **FAST).fit(model, data, out_dir=tmp_path)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert set(ckpt["optimizers"]) == {"encoder", "decoder", "sparse"}
+    assert all(math.isfinite(r["train_ce"]) for r in hist)

@@ -52,7 +52,7 @@ class Run:
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a sweep config."""
+    """Read a sweep config and check it (:func:`validate_config`) before anything runs."""
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"sweep config {path} not found")
@@ -60,12 +60,98 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise SweepError(f"sweep config {path} is not valid JSON ({exc})") from None
-    for key in ("datasets", "seeds", "methods"):
-        if not cfg.get(key):
-            raise SweepError(f"sweep config {path} needs a non-empty {key!r}")
-    if not isinstance(cfg["methods"], dict):
-        raise SweepError(f"sweep config {path}: 'methods' must map names to option dicts")
+    validate_config(cfg, str(path))
     return cfg
+
+
+#: The keys a sweep config may have.
+CONFIG_KEYS = ("description", "results", "runs", "datasets", "seeds", "common", "methods", "eval",
+               "per_dataset", "fast")
+#: Options of ``vaeas train`` that the sweep sets itself (the grid or the runner).
+SET_BY_SWEEP = ("dataset", "seed", "out", "resume", "quiet")
+_GRID = ("datasets", "methods", "seeds")
+
+
+def validate_config(cfg: Any, name: str = "the config") -> None:
+    """Refuse a malformed config with one line (:class:`SweepError`): missing or unknown keys,
+    unknown datasets or methods, bad seeds, and options that ``vaeas train`` would refuse.
+
+    Options are checked against the ``train`` command's own parser (names and values), so every
+    run of the grid -- the fast grid too -- is known to start before the first one does.
+    """
+    def fail(msg: str) -> None:
+        raise SweepError(f"sweep config {name}: {msg}")
+
+    if not isinstance(cfg, dict):
+        fail("must be a JSON object")
+    unknown = [k for k in cfg if k not in CONFIG_KEYS]
+    if unknown:
+        fail(f"unknown key {unknown[0]!r} (known: {', '.join(CONFIG_KEYS)})")
+    for key in _GRID:
+        if not cfg.get(key):
+            fail(f"needs a non-empty {key!r}")
+    if not isinstance(cfg["methods"], dict) or not all(isinstance(v, dict | None) for v in cfg["methods"].values()):
+        fail("'methods' must map names to option dicts")
+    for block in ("common", "eval", "per_dataset", "fast"):
+        if not isinstance(cfg.get(block, {}), dict):
+            fail(f"{block!r} must be an object")
+    # The sweep runs `vaeas train`: its parser is the one list of options and datasets (imported
+    # at call time, as cli imports this module at call time; neither does so when it is loaded).
+    from .cli import train_parser
+
+    parser = train_parser()
+    datasets = next(a.choices for a in parser._actions if a.dest == "dataset")
+    for where, grid in (("", cfg), ("fast: ", cfg.get("fast", {}))):
+        _check_grid(grid, cfg, datasets, lambda msg, w=where: fail(w + msg))
+    for dataset in cfg.get("per_dataset", {}):
+        if dataset not in cfg["datasets"]:
+            fail(f"per_dataset names {dataset!r}, which is not in 'datasets'")
+    _check_options(cfg, parser, fail)
+
+
+def _check_grid(grid: dict[str, Any], cfg: dict[str, Any], datasets: Any, fail: Any) -> None:
+    if not isinstance(grid.get("datasets", []), list):
+        fail("'datasets' must be a list of names")
+    for d in grid.get("datasets", []):
+        if d not in datasets:
+            fail(f"unknown dataset {d!r} (known: {', '.join(datasets)})")
+    if "methods" in grid and grid is not cfg:
+        if not isinstance(grid["methods"], list):
+            fail("'methods' must be a list of method names")
+        for m in grid["methods"]:
+            if m not in cfg["methods"]:
+                fail(f"unknown method {m!r} (the config has {', '.join(cfg['methods'])})")
+    for m in grid.get("methods", []) if grid is cfg else []:
+        if not isinstance(m, str) or not m or any(c in m for c in "/\\ "):
+            fail(f"method name {m!r} must be a non-empty name without spaces or slashes")
+    seeds = grid.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        fail(f"'seeds' must be a list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        fail(f"'seeds' has a repeated seed: {seeds!r}")
+
+
+def _check_options(cfg: dict[str, Any], parser: Any, fail: Any) -> None:
+    known = {o[2:].replace("-", "_") for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    blocks = [("common", cfg.get("common", {})), ("eval", cfg.get("eval", {}))]
+    blocks += [(f"method {m!r}", o or {}) for m, o in cfg["methods"].items()]
+    blocks += [(f"per_dataset {d!r}", o) for d, o in cfg.get("per_dataset", {}).items()]
+    blocks += [("fast", {k: v for k, v in cfg.get("fast", {}).items() if k not in _GRID})]
+    for where, options in blocks:
+        if not isinstance(options, dict):
+            fail(f"{where} must be an object of options")
+        for key in options:
+            if key in SET_BY_SWEEP:
+                fail(f"{where}: {key!r} is set by the sweep itself")
+            if key not in known:
+                fail(f"{where}: unknown option {key!r} (not an option of vaeas train)")
+    for fast in (False, True) if "fast" in cfg else (False,):
+        for run in expand(cfg, fast):
+            try:
+                parser.parse_args([*train_args(run.options), "--out", "x"])
+            except ValueError as exc:
+                fail(f"run {run.name}{' (fast)' if fast else ''}: {exc}")
 
 
 def expand(cfg: dict[str, Any], fast: bool = False) -> list[Run]:
