@@ -656,3 +656,24 @@ def test_iw_nll_bounds_memory_by_decoder_output_size():
     rows = metrics._rows_per_call(model, x, 50_000)
     assert rows == metrics.IW_MAX_ELEMENTS // (40 * 5000)
     assert metrics._rows_per_call(_random_vae(in_dim=784), _binary(2, 784, 0), 50_000) == 50_000
+
+
+# --------------------------------------------------------------------------- code gain
+def test_code_gain_is_exactly_zero_without_a_code_and_large_with_one():
+    x = _binary(200, 20, seed=2)
+    torch.manual_seed(0)
+    model = _random_vae()
+    collapsed = FixedDecoderModel(torch.zeros(1, 20), latent_dim=2)
+    assert metrics.code_gain(collapsed, x) == 0.0
+
+    class PriorEncoder:  # q(z|x) = p(z) for every x, with a decoder that depends on z
+        latent_dim = 2
+
+        def encode(self, x):
+            return torch.zeros(len(x), 2), torch.zeros(len(x), 2)
+
+        def decode(self, z, x=None):
+            return model.decode(z, x)
+
+    assert metrics.code_gain(PriorEncoder(), x) == 0.0  # common random numbers: no noise
+    assert metrics.code_gain(model, x, seed=1) == metrics.code_gain(model, x, seed=1)

@@ -191,8 +191,9 @@ def code_gain(model: Any, x: Tensor, batch_size: int = 1000, seed: int = 0) -> f
     """How much the decoder uses the code: nats per input gained by decoding ``x`` from its own code.
 
     ``E[log p(x | z)] - E[log p(x | z')]`` with ``z ~ q(z|x)`` and ``z' ~ q(z|x')`` for another
-    input ``x'`` of the set (a fixed random pairing). A collapsed model, whose posteriors are all
-    the prior, gains 0; a model whose reconstructions depend on the input gains many nats.
+    input ``x'`` of the set (a fixed random pairing). Both codes use the same noise ``eps`` (common
+    random numbers), so a model whose posterior does not depend on ``x`` gains exactly 0, not 0 up
+    to Monte Carlo noise; a model whose reconstructions depend on the input gains many nats.
     """
     perm = torch.randperm(len(x), generator=_index_generator(seed, "pairing")).to(x.device)
     gen = make_generator(seed, _device(model))
@@ -200,7 +201,9 @@ def code_gain(model: Any, x: Tensor, batch_size: int = 1000, seed: int = 0) -> f
     with _eval_mode(model):
         for s in _chunks(len(x), batch_size):
             xb = x[s]
+            state = gen.get_state()
             for src, acc in ((xb, own), (x[perm[s]], other)):
+                gen.set_state(state)  # the same eps for z and z'
                 mu, logvar = model.encode(src)
                 acc.append(_log_px(model, model.decode(reparameterize(mu, logvar, gen), xb), xb))
     return (torch.cat(own) - torch.cat(other)).mean().item()
