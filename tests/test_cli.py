@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,8 +44,10 @@ def assert_usage_error(code, err, *fragments):
 
 
 def _subprocess_env(**extra):
-    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
-    return env
+    """The environment of a ``python -m vaeas`` child: this checkout's package, one thread."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, **extra)
 
 
 # --------------------------------------------------------------------------- argument errors
@@ -291,11 +294,13 @@ def test_train_evaluate_resume_end_to_end(mnist_root, in_workdir, capsys):
     for key, value in ckpt_before["model"].items():
         assert torch.equal(value, ckpt_after["model"][key]), key
 
-    # resuming with another model is refused with one line and status 1; the run is untouched
+    # resuming with another model is refused with one line and status 2; the run is untouched
+    config_before = (out / "config.json").read_text()
     code, _, err = run(["train", "--data-root", mnist_root, "--out", out, "--resume", *TINY,
                         "--latent", "3"], capsys)
-    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert_usage_error(code, err, "latent_dim=4 there, 3 now")
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert (out / "config.json").read_text() == config_before
 
 
 def test_train_vaeas_in_a_subprocess(mnist_root, in_workdir):
@@ -307,9 +312,190 @@ def test_train_vaeas_in_a_subprocess(mnist_root, in_workdir):
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"ce", "mi_bound", "target_entropy"} <= set(metrics)
-    assert metrics["bound_split"] == "train[:600]" and "probe_acc" not in metrics
+    assert metrics["bound_split"] == "train" and metrics["bound_n"] == 600 and "probe_acc" not in metrics
     assert metrics["target_entropy"] == pytest.approx(float(torch.log(torch.tensor(600.0))))
     assert metrics["epochs"] == 2
     assert [int(r["epoch"]) for r in _read_history(out / "history.csv")] == [1, 2]
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["num_classes"] == 600 and config["model"]["lam"] == 2.0
+
+
+# --------------------------------------------------------------------------- tiny runs without files
+@pytest.fixture
+def tiny_cli(monkeypatch, tiny_dataset):
+    """``vaeas train`` on the tiny in-memory dataset, with a stub evaluation (fast, no files)."""
+    seen = {}
+
+    def load(dataset, root, device, limit, text_file=None, max_len=None):
+        return tiny_dataset(n_train=128, n_val=32, n_test=32, num_classes=3).to(device)
+
+    def fake_evaluate(model, data, seed, settings, quiet):
+        seen.update(settings)
+        return {"neg_elbo": 1.0, "kl": 0.5, "mi_dataset": 0.1, "mi_minibatch": 0.1, "mi_batch_size": 128,
+                "au": 1}
+
+    monkeypatch.setattr(cli, "_load_data", load)
+    monkeypatch.setattr(cli, "_evaluate", fake_evaluate)
+    return seen
+
+
+SMALL = ["--epochs", "1", "--latent", "2", "--hidden", "16", "--device", "cpu", "--val-size", "32",
+         "--no-pictures", "--quiet"]
+
+
+def test_out_under_a_regular_file(capsys, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("keep")
+    code, _, err = run(["train", "--out", f / "sub" / "run", "--device", "cpu"], capsys)
+    assert_usage_error(code, err, "cannot create --out", "is a file")
+    assert f.read_text() == "keep"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_out_where_no_folder_can_be_made(capsys):
+    code, _, err = run(["train", "--out", "/proc/vaeas-no-such/run", "--device", "cpu"], capsys)
+    assert_usage_error(code, err, "cannot create --out")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+def test_out_in_a_read_only_folder(capsys, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        code, _, err = run(["train", "--out", ro / "run", "--device", "cpu"], capsys)
+    finally:
+        ro.chmod(0o700)
+    assert_usage_error(code, err, "cannot create --out", "not writable")
+    assert not (ro / "run").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--dataset", "text"], "--text-file"),
+    (["--text-file", "corpus.txt"], "--text-file"),
+    (["--full-eval", "--iw-size", "10"], "--full-eval"),
+    (["--detach-aux"], "vaeas"),
+    (["--word-dropout", "1.5"], "--word-dropout"),
+    (["--target", "nope"], "--target"),
+])
+def test_bad_combinations(args, fragment, capsys, tmp_path):
+    code, _, err = run(["train", "--out", tmp_path / "r", "--device", "cpu", *args], capsys)
+    assert_usage_error(code, err, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--embed-dim", "8"], "--embed-dim"), (["--lstm-hidden", "8"], "--lstm-hidden"),
+    (["--arch", "lstm"], "image"),
+])
+def test_lstm_flags_with_images(args, fragment, capsys, tmp_path, tiny_cli):
+    code, _, err = run(["train", "--out", tmp_path / "r", "--device", "cpu", "--epochs", "1", *args], capsys)
+    assert_usage_error(code, err, fragment)
+
+
+def test_default_evaluation_is_printed_and_full_eval_is_one_flag(capsys, tmp_path, tiny_cli):
+    code, out, err = run(["train", "--out", tmp_path / "a", *SMALL[:-1]], capsys)
+    assert code == 0, err
+    assert tiny_cli["k"] == 5000 and tiny_cli["iw_size"] == cli.DEFAULT_IW_SIZE == 1000
+    assert out.splitlines()[0] == "evaluation: IW-NLL with k=5,000 on the whole test split"  # 32 < 1000
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["eval"]["iw_size"] == 1000
+    code, out, err = run(["train", "--out", tmp_path / "b", *SMALL[:-1], "--full-eval"], capsys)
+    assert code == 0, err
+    assert tiny_cli["iw_size"] is None
+    code, _, err = run(["train", "--out", tmp_path / "c", *SMALL, "--k", "7", "--iw-size", "9"], capsys)
+    assert code == 0 and tiny_cli["k"] == 7 and tiny_cli["iw_size"] == 9
+    assert cli._describe_eval({"k": 5000, "iw_size": 1000}, 10_000) == (
+        "evaluation: IW-NLL with k=5,000 on 1,000 random test points of 10,000; "
+        "--full-eval uses all of them (slow on a CPU)")
+
+
+def test_resume_with_changed_settings_exits_2_naming_them(capsys, tmp_path, tiny_cli):
+    out = tmp_path / "run"
+    code, _, err = run(["train", "--out", out, *SMALL], capsys)
+    assert code == 0, err
+    config = (out / "config.json").read_text()
+    for args, fragment in ((["--latent", "3"], "latent_dim=2 there, 3 now"),
+                           (["--model", "vaeas"], "model='vae' there, 'vaeas' now"),
+                           (["--lr", "0.01"], "lr=0.001 there, 0.01 now")):
+        code, _, err = run(["train", "--out", out, *SMALL, "--resume", *args], capsys)
+        assert_usage_error(code, err, fragment)
+        assert (out / "config.json").read_text() == config  # untouched
+    code, _, err = run(["train", "--out", out, *SMALL, "--resume", "--epochs", "2"], capsys)
+    assert code == 0, err  # more epochs continue the run
+    assert len(_read_history(out / "history.csv")) == 2
+
+
+def test_train_aggressive_records_it(capsys, tmp_path, tiny_cli):
+    out = tmp_path / "agg"
+    code, _, err = run(["train", "--out", out, *SMALL, "--aggressive", "--aggressive-max-inner", "3",
+                        "--model", "vaeas", "--target", "batch"], capsys)
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["trainer"]["aggressive"] is True and config["trainer"]["aggressive_max_inner"] == 3
+    assert config["model"]["target"] == "batch"
+    row = _read_history(out / "history.csv")[0]
+    assert row["aggressive"] == "1" and 1 <= int(row["inner_steps"]) <= 3 * 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vaeas.diagnose") is None, reason="no vaeas.diagnose yet")
+def test_diagnose_a_run(capsys, tmp_path, tiny_cli):
+    out = tmp_path / "run"
+    code, _, err = run(["train", "--out", out, *SMALL], capsys)
+    assert code == 0, err
+    code, stdout, err = run(["diagnose", out, "--n", "16", "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    assert "collapse" in stdout
+    assert (out / "diagnosis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = tmp_path / "figs" / "d.pdf"
+    code, _, err = run(["diagnose", out, "--device", "cpu", "--quiet", "--out", fig], capsys)
+    assert code == 0, err
+    assert fig.read_bytes()[:4] == b"%PDF"
+    code, _, err = run(["diagnose", out, "--out", out / "config.json" / "x.png"], capsys)
+    assert_usage_error(code, err, "not a folder")
+    code, _, err = run(["diagnose", tmp_path / "nothing"], capsys)
+    assert_usage_error(code, err, "not a run folder")
+
+
+# --------------------------------------------------------------------------- sweep configs
+GRID = {"datasets": ["mnist"], "seeds": [0, 1], "common": {"epochs": 1},
+        "methods": {"vae": {}, "label": {"model": "vaeas", "lam": 2}}, "fast": {"seeds": [0]}}
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"common": {"epochs": 1, "epochz": 3}}, "unknown option 'epochz'"),
+    ({"methods": {"vae": {"lamda": 1}}}, "unknown option 'lamda'"),
+    ({"fast": {"methods": ["vae", "nope"]}}, "unknown method 'nope'"),
+    ({"fast": {"no_such": 1}}, "unknown option 'no_such'"),
+    ({"datasets": ["mnist", "cifar"]}, "unknown dataset 'cifar'"),
+    ({"seeds": [0, -1]}, "seeds"), ({"seeds": ["0"]}, "seeds"), ({"seeds": [1, 1]}, "repeated"),
+    ({"seeds": [True]}, "seeds"), ({"fast": {"seeds": [0.5]}}, "seeds"),
+    ({"methods": {}}, "methods"), ({"datasets": None}, "datasets"),
+    ({"common": {"lam": -1}}, "--lam"), ({"common": {"out": "x"}}, "set by the sweep"),
+    ({"methodz": {}}, "unknown key 'methodz'"),
+    ({"per_dataset": {"omniglot": {"epochs": 2}}}, "omniglot"),
+    ({"methods": {"a b": {}}}, "method name"),
+])
+def test_bad_sweep_configs_are_refused_before_anything_runs(change, fragment, capsys, tmp_path):
+    cfg = {**GRID, **change}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    for extra in (["--dry-run"], []):
+        code, out, err = run(["sweep", path, *extra], capsys)
+        assert_usage_error(code, err, fragment)
+        assert out == ""  # refused before the first line of the listing
+    assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_into_a_closed_pipe(tmp_path):
+    path = tmp_path / "big.json"  # a listing far larger than a pipe's buffer
+    path.write_text(json.dumps({**GRID, "seeds": list(range(3000))}))
+    proc = subprocess.Popen([sys.executable, "-m", "vaeas", "sweep", str(path), "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_subprocess_env(),
+                            cwd=tmp_path)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert first.startswith(b"sweep big.json: 6000 runs")
+    assert err == "", err
+    assert proc.returncode in (0, 141)

@@ -89,6 +89,36 @@ def test_dry_run_lists_done_and_todo(tmp_path, monkeypatch, capsys):
     assert "0 done, 3 to run -> res/grid-fast" in out
 
 
+def test_committed_configs_pass_validation():
+    from pathlib import Path
+
+    sweep.validate_config(CONFIG)
+    for path in sorted((Path(__file__).resolve().parents[1] / "results" / "configs").glob("*.json")):
+        sweep.load_config(path)  # raises on a problem
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"common": {"epochz": 3}}, "unknown option 'epochz'"),
+    ({"fast": {"methods": ["vae", "nope"]}}, "unknown method 'nope'"),
+    ({"fast": {"datasets": ["cifar"]}}, "unknown dataset 'cifar'"),
+    ({"seeds": [0, "1"]}, "seeds"),
+    ({"eval": {"k": -5}}, "--k"),
+    ({"methods": {"beta": {"beta": "half"}}}, "--beta"),
+    ({"common": {"seed": 3}}, "set by the sweep"),
+])
+def test_validate_config_names_the_problem(change, fragment):
+    with pytest.raises(sweep.SweepError, match=fragment) as info:
+        sweep.validate_config({**CONFIG, **change}, "cfg.json")
+    assert "\n" not in str(info.value) and "cfg.json" in str(info.value)
+
+
+def test_dry_run_refuses_a_bad_config_before_listing(tmp_path, capsys):
+    cfg = write_config(tmp_path / "cfg.json", {**CONFIG, "common": {"latnet": 4}})
+    with pytest.raises(sweep.SweepError, match="latnet"):
+        sweep.run_sweep(cfg, dry_run=True)
+    assert capsys.readouterr().out == ""
+
+
 def test_portable_config_drops_the_data_path():
     assert sweep._portable({"data_source": "/somewhere/datasets", "dataset": "mnist"}) == {"dataset": "mnist"}
 
