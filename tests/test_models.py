@@ -1,4 +1,5 @@
-"""Tests of vaeas.models: loss terms, closed-form KL, MADE masks, softmax heads, factory."""
+"""Tests of vaeas.models: loss terms, closed-form KL, MADE masks, softmax heads, VAE-AS targets
+(label, instance, batch) and the detached control, parameter groups, factory."""
 
 from __future__ import annotations
 
@@ -8,16 +9,23 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from vaeas import distributions
 from vaeas.models import (
     VAEAS,
     Classifier,
+    LinearVAE,
     MADEDecoder,
     SoftmaxHead,
     TwoLevelSoftmaxHead,
     bernoulli_log_likelihood,
+    build_for_dataset,
     build_model,
+    gaussian_log_density,
     kl_standard_normal,
+    log_q_matrix,
     model_from_config,
+    reparameterize,
+    standard_normal_log_density,
 )
 
 P = 784
@@ -39,15 +47,17 @@ def _small(model: str = "vae", arch: str = "mlp", **kw) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- loss dicts
 @pytest.mark.parametrize("arch", ["mlp", "conv", "made"])
-@pytest.mark.parametrize("variant", ["vae", "label", "instance"])
-def test_loss_terms_shapes_and_identities(arch, variant):
+@pytest.mark.parametrize("variant", ["vae", "label", "instance", "batch"])
+@pytest.mark.parametrize("detach", [False, True])
+def test_loss_terms_shapes_and_identities(arch, variant, detach):
     b, d, lam = 5, 3, 0.7
     if variant == "vae":
         model = _small("vae", arch)
     else:
         num_classes = 10 if variant == "label" else 50
         model = _small("vaeas", arch, num_classes=num_classes, target=variant, lam=lam,
-                       target_entropy=1.9)
+                       target_entropy=1.9, detach_aux=detach)
+    h = math.log(b) if variant == "batch" else 1.9
     x, y, index = _batch(b)
     parts = model.loss(x, y, index)
     expected = {"rec", "kl", "kl_per_dim", "neg_elbo"}
@@ -64,7 +74,8 @@ def test_loss_terms_shapes_and_identities(arch, variant):
     if variant != "vae":
         assert (parts["ce"] > 0).all()
         torch.testing.assert_close(parts["aux"], lam * parts["ce"])
-        torch.testing.assert_close(parts["mi_bound"], 1.9 - parts["ce"])
+        torch.testing.assert_close(parts["mi_bound"], h - parts["ce"])
+        assert model.aux_entropy(b) == pytest.approx(h)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "made"])
@@ -264,6 +275,9 @@ def test_classifier_head_auto_choice_and_errors():
     dict(model="ae"), dict(arch="resnet"), dict(activation="swish"), dict(latent_dim=0),
     dict(hidden=(32, 0)), dict(arch="conv", in_dim=100), dict(model="vaeas", target="pixel"),
     dict(model="vaeas", lam=-1.0), dict(model="vaeas", head="flat"),
+    dict(arch="lstm", hidden=None), dict(arch="lstm", hidden=None, vocab_size=10),
+    dict(arch="lstm", hidden=None, vocab_size=4, max_len=5), dict(arch="lstm", vocab_size=10, max_len=5),
+    dict(arch="lstm", hidden=None, vocab_size=10, max_len=5, word_dropout=1.0),
 ])
 def test_build_model_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
@@ -276,6 +290,8 @@ def test_build_model_rejects_bad_arguments(kwargs):
          head_hidden=8, lam=3.0, target_entropy=math.log(40)),
     dict(model="vae", arch="made", hidden=(16,), decoder_hidden=(20,), direct=True),
     dict(model="vaeas", arch="conv", num_classes=10),
+    dict(model="vaeas", arch="mlp", hidden=16, target="batch", lam=2.0),
+    dict(model="vaeas", arch="mlp", hidden=16, num_classes=40, target="instance", detach_aux=True),
 ])
 def test_model_from_config_rebuilds_the_same_network(kwargs):
     torch.manual_seed(0)
@@ -299,7 +315,8 @@ def test_model_from_config_rebuilds_the_same_network(kwargs):
         torch.testing.assert_close(a[key], b[key])
     if isinstance(model, VAEAS):
         assert clone.lam == model.lam and clone.target == model.target
-        assert float(clone.target_entropy) == float(model.target_entropy)
+        assert clone.detach_aux == model.detach_aux
+        assert clone.aux_entropy(7) == model.aux_entropy(7)
 
 
 def test_default_target_entropy_is_log_c():
@@ -349,3 +366,250 @@ def test_made_sample_follows_its_own_conditionals():
         dec.out.bias.copy_(torch.tensor([30.0, -30.0, 30.0]))
     s = dec.sample(torch.zeros(2, 1))
     assert torch.equal(s, torch.tensor([[1.0, 0.0, 1.0]] * 2))
+
+
+# --------------------------------------------------------------------------- probability layer
+def test_densities_are_those_of_vaeas_distributions():
+    """models re-exports the one probability layer instead of keeping its own copies."""
+    assert gaussian_log_density is distributions.gaussian_log_density
+    assert standard_normal_log_density is distributions.standard_normal_log_density
+    assert kl_standard_normal is distributions.kl_standard_normal
+    assert bernoulli_log_likelihood is distributions.bernoulli_log_likelihood
+    assert log_q_matrix is distributions.log_q_matrix and reparameterize is distributions.reparameterize
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    a = build_model.__globals__["VAE"].reparameterize(mu, logvar, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, reparameterize(mu, logvar, torch.Generator().manual_seed(3)))
+
+
+# --------------------------------------------------------------------------- batch target
+class _GaussianChannel(torch.nn.Module):
+    """q(z|x) = N(a x, s2 I): for x ~ N(0, I_D), I(x; z) = D/2 log(1 + a^2 / s2) nats."""
+
+    def __init__(self, a: float, s2: float = 1.0):
+        super().__init__()
+        self.a, self.s2 = a, s2
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        mu = self.a * x + 0 * self.dummy
+        return mu, torch.full_like(mu, math.log(self.s2))
+
+
+def _batch_bounds(model: VAEAS, b: int, n_total: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_total // b):
+        mu, logvar = model.encode(torch.randn(b, d, generator=g))
+        z = reparameterize(mu, logvar, g)
+        out.append(model.aux_entropy(b) - model.aux_ce(z, mu, logvar).mean())
+    return torch.stack(out).detach()
+
+
+def test_batch_target_bound_is_below_the_true_mi_and_tight_for_large_batches():
+    d, a = 2, 1.0
+    true_mi = d * 0.5 * math.log(1 + a * a)  # 0.69 nats, small against log 1024 = 6.9
+    model = VAEAS(_GaussianChannel(a), torch.nn.Linear(d, d), d, num_classes=1, target="batch")
+    big = _batch_bounds(model, 1024, 20_480, d, seed=0)
+    small = _batch_bounds(model, 8, 20_480, d, seed=1)
+    se_big = float(big.std() / math.sqrt(len(big)))
+    se_small = float(small.std() / math.sqrt(len(small)))
+    assert float(big.mean()) <= true_mi + 4 * se_big
+    assert float(big.mean()) > 0.95 * true_mi  # approaches I(x; z) when I << log B
+    assert float(small.mean()) <= true_mi + 4 * se_small
+    assert float(small.mean()) < float(big.mean()) - 4 * math.hypot(se_big, se_small)  # loose for B = 8
+
+
+def test_batch_target_bound_reaches_but_never_exceeds_log_b():
+    b, d = 16, 3
+    model = VAEAS(_GaussianChannel(100.0, s2=1e-4), torch.nn.Linear(d, d), d, num_classes=1,
+                  target="batch")
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = model.encode(torch.randn(b, d, generator=g))
+    z = reparameterize(mu, logvar, g)  # perfectly separated posteriors: CE = 0, bound = log B
+    ce = model.aux_ce(z, mu, logvar)
+    assert torch.all(ce >= 0)
+    torch.testing.assert_close(model.aux_entropy(b) - ce, torch.full((b,), math.log(b)))
+    model.encoder.a = 0.0  # identical posteriors: r(n|z_i) = 1/B, CE = log B, bound = 0
+    mu, logvar = model.encode(torch.randn(b, d, generator=g))
+    torch.testing.assert_close(model.aux_ce(reparameterize(mu, logvar, g), mu, logvar),
+                               torch.full((b,), math.log(b)))
+
+
+def test_batch_target_ce_is_the_softmax_of_the_posterior_matrix():
+    model = _small("vaeas", target="batch")
+    x, _, _ = _batch(6)
+    mu, logvar = model.encode(x)
+    z = reparameterize(mu, logvar)
+    m = torch.stack([gaussian_log_density(z[i], mu, logvar) for i in range(6)])  # [i, n]
+    ref = -(m.diagonal() - torch.logsumexp(m, 1))
+    torch.testing.assert_close(model.aux_ce(z, mu, logvar), ref, rtol=1e-4, atol=1e-4)
+    assert not hasattr(model, "classifier") and model.sparse_parameters() == []
+
+
+# --------------------------------------------------------------------------- detached control
+def _grads(params) -> list[float]:
+    return [0.0 if p.grad is None else float(p.grad.abs().sum()) for p in params]
+
+
+@pytest.mark.parametrize("target", ["label", "instance", "batch"])
+def test_aux_gradient_reaches_the_encoder_unless_detached(target):
+    x, y, index = _batch(8)
+    for detach in (False, True):
+        model = _small("vaeas", num_classes=50, target=target, detach_aux=detach)
+        aux = model.loss(x, y, index)["aux"].mean()
+        if detach and target == "batch":  # the batch control trains nothing: vanilla VAE + logged CE
+            assert not aux.requires_grad
+            continue
+        aux.backward()
+        enc = _grads(model.encoder_parameters())
+        assert (sum(enc) == 0) == detach, (target, detach)
+        if target != "batch":  # the classifier is trained in both cases
+            assert sum(_grads(model.classifier.parameters())) > 0
+        assert all(p.grad is None for p in model.decoder.parameters())
+
+
+# --------------------------------------------------------------------------- sparse instance head
+def _sparse_model(num_classes: int = 100) -> VAEAS:
+    return _small("vaeas", num_classes=num_classes, target="instance", head="two_level")
+
+
+def _head_step(model: VAEAS, opts: list, x: torch.Tensor, index: torch.Tensor) -> list[torch.Tensor]:
+    for opt in opts:
+        opt.zero_grad()
+    model.loss(x, None, index)["aux"].mean().backward()
+    assert all(p.grad.is_sparse for p in model.sparse_parameters())
+    for opt in opts:
+        opt.step()
+    return [p.detach().clone() for p in model.sparse_parameters()]
+
+
+def test_sparse_head_moves_only_the_rows_that_got_a_gradient():
+    """SparseAdam (the trainer's optimiser for sparse_parameters) is lazy: a row moves only on steps
+    where it got a gradient, even though it still has Adam momentum from an earlier step."""
+    model = _sparse_model()  # k = 10: classes 0..9 are group 0, 40..49 group 4
+    head = model.classifier.head
+    assert model.sparse_parameters() == [head.weight, head.bias]
+    sparse_ids = {id(p) for p in model.sparse_parameters()}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+    opts = [torch.optim.Adam(dense, lr=0.01), torch.optim.SparseAdam(model.sparse_parameters(), lr=0.01)]
+    x, _, _ = _batch(4)
+    start = [p.detach().clone() for p in model.sparse_parameters()]
+    first = _head_step(model, opts, x, torch.tensor([0, 3, 3, 9]))  # group 0 only
+    second = _head_step(model, opts, x, torch.tensor([40, 41, 45, 49]))  # group 4 only
+    for p0, p1, p2 in zip(start, first, second, strict=True):
+        moved1 = (p1 != p0).flatten(1).any(1)
+        assert moved1[:10].all() and not moved1[10:].any()
+        assert torch.equal(p2[:40], p1[:40]) and torch.equal(p2[50:], p1[50:])  # bit-identical
+        assert (p2[40:50] != p1[40:50]).flatten(1).any(1).all()
+    with torch.no_grad():
+        log_p = model.classifier.log_prob_all(torch.randn(7, 3) * 3)
+    torch.testing.assert_close(torch.logsumexp(log_p.double(), 1), torch.zeros(7, dtype=torch.float64),
+                               rtol=0, atol=1e-5)
+
+
+def test_sparse_head_nll_matches_its_dense_log_probabilities():
+    model = _sparse_model(5000)
+    assert model.classifier.head_kind == "two_level" and model.classifier.head.sparse
+    h = torch.randn(9, 3)
+    c = torch.randint(0, 5000, (9,))
+    head = model.classifier.head
+    torch.testing.assert_close(head.nll(h, c), -head.log_prob_all(h)[torch.arange(9), c],
+                               rtol=1e-5, atol=1e-5)
+    assert not Classifier(3, 5000).head.sparse  # a classifier built on its own stays dense
+
+
+def test_two_level_head_loads_a_one_dimensional_bias():
+    head = TwoLevelSoftmaxHead(4, 30)
+    state = {k: v.clone() for k, v in head.state_dict().items()}
+    slots = head.groups * head.k
+    state["bias"] = torch.arange(slots, dtype=torch.float32)  # (slots,): checkpoints before the change
+    head.load_state_dict(state)
+    assert head.bias.shape == (slots, 1) and torch.equal(head.bias[:, 0], torch.arange(float(slots)))
+
+
+# --------------------------------------------------------------------------- parameter groups
+@pytest.mark.parametrize("kwargs", [
+    dict(model="vae", arch="mlp"), dict(model="vae", arch="made"), dict(model="vae", arch="conv"),
+    dict(model="vaeas", arch="mlp", num_classes=10, head_hidden=8),
+    dict(model="vaeas", arch="mlp", num_classes=100, target="instance", head="two_level"),
+    dict(model="vaeas", arch="mlp", target="batch"),
+])
+def test_encoder_and_decoder_parameters_partition_the_model(kwargs):
+    model = _small(**kwargs)
+    enc, dec = model.encoder_parameters(), model.decoder_parameters()
+    ids_enc, ids_dec = {id(p) for p in enc}, {id(p) for p in dec}
+    assert len(ids_enc) == len(enc) and len(ids_dec) == len(dec)
+    assert not ids_enc & ids_dec
+    assert ids_enc | ids_dec == {id(p) for p in model.parameters()}
+    assert ids_enc == {id(p) for p in model.encoder.parameters()}
+    if hasattr(model, "classifier"):  # classifier heads are on the decoder side
+        assert {id(p) for p in model.classifier.parameters()} <= ids_dec
+    assert {id(p) for p in model.sparse_parameters()} <= ids_dec
+
+
+def test_linear_vae_logvar_is_an_encoder_parameter():
+    model = LinearVAE(5, 2, learn_sigma=True)
+    assert any(p is model.enc_logvar for p in model.encoder_parameters())
+    assert any(p is model.log_sigma2 for p in model.decoder_parameters())
+    assert len(model.encoder_parameters()) + len(model.decoder_parameters()) == len(list(model.parameters()))
+    assert model.sparse_parameters() == []
+
+
+# --------------------------------------------------------------------------- build_for_dataset
+class _Split:
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+
+class _ImageData:
+    num_classes = 3
+
+    def __init__(self, n=30, p=20):
+        self.train = _Split(torch.rand(n, p))
+
+    def label_entropy(self):
+        return 1.05
+
+
+class _SequenceData(_ImageData):
+    kind = "sequence"
+    vocab = ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b", "c"]
+
+    def __init__(self):
+        self.train = _Split(torch.tensor([[1, 4, 5, 6, 2], [1, 6, 2, 0, 0], [1, 2, 0, 0, 0]]))
+
+
+@pytest.mark.parametrize("target", ["label", "instance", "batch"])
+def test_build_for_dataset_derives_the_sizes(target):
+    data = _ImageData()
+    vae = build_for_dataset(data, latent_dim=2, hidden=(8,))
+    assert vae.config["in_dim"] == 20 and type(vae).__name__ == "VAE"
+    model = build_for_dataset(data, "vaeas", target=target, latent_dim=2, hidden=(8,))
+    assert model.target == target and model.config["in_dim"] == 20
+    expected = {"label": (3, 1.05), "instance": (30, math.log(30)), "batch": (None, math.log(16))}[target]
+    assert model.config.get("num_classes") == expected[0]
+    assert model.aux_entropy(16) == pytest.approx(expected[1])
+    assert model.loss(torch.rand(4, 20).round(), torch.zeros(4, dtype=torch.long),
+                      torch.arange(4))["ce"].shape == (4,)
+    assert model_from_config(model.config).config == model.config
+
+
+def test_build_for_dataset_on_sequences():
+    data = _SequenceData()
+    model = build_for_dataset(data, "vaeas", "lstm", target="instance", latent_dim=2, lstm_hidden=8)
+    assert type(model).__name__ == "SequenceVAEAS"
+    assert model.config["vocab_size"] == 7 and model.config["max_len"] == 3
+    assert model.config["num_classes"] == 3
+    assert model.count_tokens(data.train.x).tolist() == [4, 2, 1]
+    assert torch.isfinite(model.loss(data.train.x, index=torch.arange(3))["neg_elbo"]).all()
+    assert build_for_dataset(data, arch="lstm", max_len=9).config["max_len"] == 9  # kwargs win
+    with pytest.raises(ValueError, match="lstm"):
+        build_for_dataset(data)
+    with pytest.raises(ValueError, match="image"):
+        build_for_dataset(_ImageData(), arch="lstm")
+    data.vocab = None
+    with pytest.raises(ValueError, match="vocab"):
+        build_for_dataset(data, arch="lstm")
