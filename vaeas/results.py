@@ -262,15 +262,18 @@ def kl_profile(kl_per_dim: Sequence[float], threshold: float = 0.1, top: int = 5
 
 
 # ----------------------------------------------------------------------------- tables
-def pm(mean: Any, sd: float = math.nan, digits: int = 2, n: int | None = None, scale: float = 1.0) -> str:
-    """``"mean ± sd"`` with ``digits`` decimals; the bare mean when ``sd`` is NaN (one seed), ``"–"``
-    when there is no value (``n == 0`` or a NaN mean). ``mean`` may also be a ``(mean, sd, n)``
-    triple or a row of :func:`summary` for one metric (index ``mean, sd, n``). ``scale`` multiplies
-    both (100 for percent)."""
-    if isinstance(mean, pd.Series):
-        mean, sd, n = mean.get("mean", math.nan), mean.get("sd", math.nan), mean.get("n")
-    elif isinstance(mean, tuple | list):
-        mean, sd, n = (*mean, None)[:3]
+def pm(mean: Any, sd: float | None = None, *, digits: int = 2, n: int | None = None, scale: float = 1.0) -> str:
+    """``"mean ± sd"`` with ``digits`` decimals; the bare mean when ``sd`` is NaN or not given (one
+    seed), ``"–"`` when there is no value (``n == 0`` or a NaN mean). ``mean`` may also be a
+    ``(mean, sd, n)`` triple or one metric's row of :func:`summary` (index ``mean, sd, n``), then
+    without ``sd``. ``scale`` multiplies both (100 for percent)."""
+    if isinstance(mean, pd.Series | tuple | list):
+        if sd is not None:
+            raise TypeError("pm: pass either a (mean, sd, n) triple / summary row, or mean and sd")
+        if isinstance(mean, pd.Series):
+            mean, sd, n = mean.get("mean", math.nan), mean.get("sd", math.nan), mean.get("n")
+        else:
+            mean, sd, n = (*mean, None)[:3]
     if n == 0 or mean is None or math.isnan(mean):
         return "–"
     if sd is None or math.isnan(sd):
