@@ -125,7 +125,7 @@ def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[
     if any(not (res_dir / f"{r.name}.json").is_file() for r in runs):
         if run_sweep(config, fast=fast, datasets=datasets, device=device) != 0:
             raise SweepError(f"some runs of {Path(config).name} failed (see the messages above)")
-    return [json.loads((res_dir / f"{r.name}.json").read_text()) for r in runs]
+    return read_results([res_dir / f"{r.name}.json" for r in runs])  # an older-layout file is upgraded
 
 
 def train_args(options: dict[str, Any]) -> list[str]:
