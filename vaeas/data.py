@@ -499,10 +499,9 @@ def load_dataset(
         limit: keep only the first ``limit`` items of each split (fast tests and notebooks).
         cache_dir: folder of the processed cache (default ``./data/processed``).
         text_file: the ``"text"`` corpus (file or folder).
-        max_len: ``"text"``: the most words per sentence (default 50); longer ones are an error
-            unless ``too_long`` is ``"truncate"`` or ``"drop"``.
-        max_vocab: ``"text"``: words kept besides the four special tokens (default 20,000).
-        too_long: ``"text"``: ``"error"``, ``"truncate"`` or ``"drop"``.
+        max_len, max_vocab, too_long: ``"text"``: the most words per sentence (default 50),
+            words kept besides the four special tokens (20,000), and what a longer sentence
+            does: ``"error"`` (default), ``"truncate"`` or ``"drop"``.
         corpus_seed: ``"synthetic"``: the seed the corpus is generated from.
 
     Raises:
