@@ -31,3 +31,13 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         io.atomic_write(target, crash)
     assert json.loads(target.read_text()) == {"old": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    io.write_text("x", tmp_path / "f.txt")
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~mask
