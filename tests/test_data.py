@@ -1,4 +1,4 @@
-"""Tests of vaeas.data: lookup, verification, caching, splits and batches.
+"""Tests of vaeas.data and vaeas.datasets (images): lookup, verification, caching, splits, batches.
 
 Tests on the real datasets skip when the data cannot be found (set VAEAS_DATA to the folder
 holding MNIST/ and omniglot-py/). The rest run on small fake files built in tmp_path.
@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vaeas import data
+from vaeas import data, datasets
 from vaeas.data import DataError, Split, batches, binarize_fixed, find_root, load_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def write_fake_mnist(root: pathlib.Path, sizes: dict[str, int] | None = None) ->
     """Four zero-filled IDX files of the given (default: the real) sizes in root/MNIST/raw."""
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for fname, (size, _) in data._MNIST_FILES.items():
+    for fname, (size, _) in datasets._MNIST_FILES.items():
         with open(raw / fname, "wb") as f:
             f.truncate((sizes or {}).get(fname, size))
     return root
@@ -157,6 +157,43 @@ def test_split_checks_shapes():
         )
 
 
+def test_split_extra_may_have_trailing_dims():
+    z = torch.randn(5, 2)
+    split = Split(x=torch.zeros(5, 3), y=torch.zeros(5, dtype=torch.long), index=torch.arange(5),
+                  binarized=True, extra={"true_z": z, "drawer": torch.arange(5)})
+    assert torch.equal(split.to("cpu").extra["true_z"], z)
+    for bad in (torch.randn(4, 2), torch.tensor(1.0)):
+        with pytest.raises(ValueError, match="true_z"):
+            Split(x=torch.zeros(5, 3), y=torch.zeros(5, dtype=torch.long), index=torch.arange(5),
+                  binarized=True, extra={"true_z": bad})
+
+
+def test_fixed_x_binarizes_grey_rows_and_keeps_fixed_ones():
+    grey = Split(x=torch.rand(60, 784), y=torch.zeros(60, dtype=torch.long), index=torch.arange(60),
+                 binarized=False)
+    every = grey.fixed_x(3)
+    assert torch.equal(every, binarize_fixed(grey.x, 3)) and torch.equal(every, grey.fixed_x(3))
+    assert not torch.equal(every, grey.fixed_x(4))
+    idx = torch.tensor([7, 2, 50])
+    assert torch.equal(grey.fixed_x(3, idx), binarize_fixed(grey.x[idx], 3))
+    assert torch.equal(grey.fixed_x(3, torch.arange(10)), every[:10])  # a prefix keeps its bits
+    tokens = torch.randint(0, 50, (8, 12))
+    seq = Split(x=tokens, y=torch.zeros(8, dtype=torch.long), index=torch.arange(8), binarized=True)
+    assert torch.equal(seq.fixed_x(3), tokens) and seq.fixed_x(3).dtype == torch.int64
+    assert torch.equal(seq.fixed_x(9, torch.tensor([4, 1])), tokens[[4, 1]])
+
+
+def test_dataset_to_keeps_kind_and_vocab():
+    seq = Split(x=torch.ones(4, 6, dtype=torch.long), y=torch.zeros(4, dtype=torch.long),
+                index=torch.arange(4), binarized=True)
+    ds = data.Dataset("text", seq, seq, seq, num_classes=1, source="x.txt", image_shape=(1, 1, 6),
+                      kind="sequence", vocab=["<pad>", "<bos>", "<eos>", "<unk>"])
+    moved = ds.to("cpu")
+    assert moved.kind == "sequence" and moved.vocab == ds.vocab and moved.image_shape == (1, 1, 6)
+    images = data.Dataset("tiny", grey_split(), grey_split(), grey_split(), 10, "synthetic")
+    assert images.kind == "image" and images.vocab is None  # the defaults of image datasets
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_same_bits_and_batches_on_cuda():
     x = torch.rand(64, 784)
@@ -177,6 +214,9 @@ def test_same_bits_and_batches_on_cuda():
 def test_unknown_dataset():
     with pytest.raises(DataError, match=r"unknown dataset 'cifar'; choose from mnist, omniglot"):
         load_dataset("cifar")
+    assert data.DATASETS == ("mnist", "omniglot", "synthetic", "text")
+    with pytest.raises(DataError, match="find_root looks up mnist, omniglot, not 'synthetic'"):
+        find_root("synthetic")
 
 
 def test_nothing_found_offline_names_paths_tried(tmp_path, monkeypatch):
@@ -188,7 +228,7 @@ def test_nothing_found_offline_names_paths_tried(tmp_path, monkeypatch):
     def offline(name, dest):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(datasets, "_download", offline)
     for name in ("mnist", "omniglot"):
         with pytest.raises(DataError) as info:
             find_root(name)
@@ -202,7 +242,7 @@ def test_explicit_root_must_hold_the_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VAEAS_DATA", raising=False)
     write_fake_mnist(tmp_path / "data")  # ./data has MNIST, but an explicit root wins
-    monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
+    monkeypatch.setattr(datasets, "_download", lambda *a: pytest.fail("must not download"))
     with pytest.raises(DataError, match="no MNIST under root='empty'"):
         find_root("mnist", root="empty")
     assert find_root("mnist") == pathlib.Path("data")
@@ -278,8 +318,8 @@ def test_omniglot_cache_reused_then_rebuilt_when_source_changes(tmp_path, monkey
     def no_decoding(paths):
         raise AssertionError("the cache should have been used")
 
-    real_reader = data._read_omniglot_chunk
-    monkeypatch.setattr(data, "_read_omniglot_chunk", no_decoding)
+    real_reader = datasets._read_omniglot_chunk
+    monkeypatch.setattr(datasets, "_read_omniglot_chunk", no_decoding)
     again = load_dataset("omniglot", **kwargs)
     assert torch.equal(again.test.x, first.test.x)
 
@@ -289,7 +329,7 @@ def test_omniglot_cache_reused_then_rebuilt_when_source_changes(tmp_path, monkey
     os.utime(png, (later, later))
     with pytest.raises(AssertionError, match="cache should have been used"):
         load_dataset("omniglot", **kwargs)
-    monkeypatch.setattr(data, "_read_omniglot_chunk", real_reader)
+    monkeypatch.setattr(datasets, "_read_omniglot_chunk", real_reader)
     rebuilt = load_dataset("omniglot", **kwargs)
     assert rebuilt.test.x[-1].mean().item() == 1.0 != first.test.x[-1].mean().item()
 
@@ -350,11 +390,11 @@ def test_mnist_fixed_bits_identical_across_loads(mnist):
 def test_mnist_from_gz_archives_with_cache(tmp_path, monkeypatch, mnist):
     """Only the .gz archives: extracted into ./data, verified, parsed, cached, reused."""
     source = _root_or_skip("mnist") / "MNIST" / "raw"
-    if not all((source / f"{f}.gz").is_file() for f in data._MNIST_FILES):
+    if not all((source / f"{f}.gz").is_file() for f in datasets._MNIST_FILES):
         pytest.skip("no .gz archives beside the MNIST files")
     gz_root = tmp_path / "gz"
     (gz_root / "MNIST" / "raw").mkdir(parents=True)
-    for fname in data._MNIST_FILES:
+    for fname in datasets._MNIST_FILES:
         (gz_root / "MNIST" / "raw" / f"{fname}.gz").symlink_to((source / f"{fname}.gz").resolve())
     work = tmp_path / "work"
     work.mkdir()
@@ -367,7 +407,7 @@ def test_mnist_from_gz_archives_with_cache(tmp_path, monkeypatch, mnist):
     def md5_again(raw):
         raise AssertionError("MD5s are checked only when the cache is built")
 
-    monkeypatch.setattr(data, "_mnist_check_md5", md5_again)
+    monkeypatch.setattr(datasets, "_mnist_check_md5", md5_again)
     load_dataset("mnist", root=gz_root, cache_dir=tmp_path / "c")  # cache hit
     extracted = work / "data/MNIST/raw/t10k-labels-idx1-ubyte"
     later = extracted.stat().st_mtime + 10

@@ -677,3 +677,18 @@ def test_code_gain_is_exactly_zero_without_a_code_and_large_with_one():
 
     assert metrics.code_gain(PriorEncoder(), x) == 0.0  # common random numbers: no noise
     assert metrics.code_gain(model, x, seed=1) == metrics.code_gain(model, x, seed=1)
+
+
+def test_metrics_and_diagnose_read_only_the_protocol():
+    """Neither module imports vaeas.models nor vaeas.data / vaeas.datasets (one direction of imports)."""
+    import ast
+    import pathlib
+
+    import vaeas
+
+    for name in ("metrics.py", "diagnose.py"):
+        tree = ast.parse((pathlib.Path(vaeas.__file__).parent / name).read_text())
+        found = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        found |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        assert not {m for m in found if m.split(".")[-1] in ("models", "data", "datasets")}, (name, found)
+    assert isinstance(LinearGaussianEncoder([1.0], 0.5), metrics.LatentVariableModel)

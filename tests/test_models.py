@@ -1,4 +1,5 @@
-"""Tests of vaeas.models: loss terms, closed-form KL, MADE masks, softmax heads, factory."""
+"""Tests of vaeas.models: loss terms, closed-form KL, MADE masks, VAE-AS targets (label, instance,
+batch) and the detached control, parameter groups, factory (heads: test_heads; LSTM: test_sequence)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from vaeas import distributions
 from vaeas.models import (
     VAEAS,
-    Classifier,
+    LinearVAE,
     MADEDecoder,
-    SoftmaxHead,
-    TwoLevelSoftmaxHead,
     bernoulli_log_likelihood,
+    build_for_dataset,
     build_model,
+    gaussian_log_density,
     kl_standard_normal,
+    log_q_matrix,
     model_from_config,
+    reparameterize,
+    standard_normal_log_density,
 )
 
 P = 784
@@ -39,15 +44,17 @@ def _small(model: str = "vae", arch: str = "mlp", **kw) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- loss dicts
 @pytest.mark.parametrize("arch", ["mlp", "conv", "made"])
-@pytest.mark.parametrize("variant", ["vae", "label", "instance"])
-def test_loss_terms_shapes_and_identities(arch, variant):
+@pytest.mark.parametrize("variant", ["vae", "label", "instance", "batch"])
+@pytest.mark.parametrize("detach", [False, True])
+def test_loss_terms_shapes_and_identities(arch, variant, detach):
     b, d, lam = 5, 3, 0.7
     if variant == "vae":
         model = _small("vae", arch)
     else:
         num_classes = 10 if variant == "label" else 50
         model = _small("vaeas", arch, num_classes=num_classes, target=variant, lam=lam,
-                       target_entropy=1.9)
+                       target_entropy=1.9, detach_aux=detach)
+    h = math.log(b) if variant == "batch" else 1.9
     x, y, index = _batch(b)
     parts = model.loss(x, y, index)
     expected = {"rec", "kl", "kl_per_dim", "neg_elbo"}
@@ -64,7 +71,8 @@ def test_loss_terms_shapes_and_identities(arch, variant):
     if variant != "vae":
         assert (parts["ce"] > 0).all()
         torch.testing.assert_close(parts["aux"], lam * parts["ce"])
-        torch.testing.assert_close(parts["mi_bound"], 1.9 - parts["ce"])
+        torch.testing.assert_close(parts["mi_bound"], h - parts["ce"])
+        assert model.aux_entropy(b) == pytest.approx(h)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "made"])
@@ -204,66 +212,14 @@ def test_made_needs_x_and_a_hidden_layer():
         MADEDecoder(latent_dim=2, hidden=(), out_dim=10)
 
 
-# --------------------------------------------------------------------------- softmax heads
-@pytest.mark.parametrize("num_classes", [2, 7, 10, 100, 1001])
-def test_two_level_head_is_normalised_over_exactly_c_classes(num_classes):
-    torch.manual_seed(0)
-    head = TwoLevelSoftmaxHead(6, num_classes).double()
-    with torch.no_grad():  # make the padding slots as attractive as possible: still no mass
-        head.bias.fill_(0.0)
-        head.bias[num_classes:] = 50.0
-        head.group_fc.bias.normal_()
-    h = torch.randn(9, 6, dtype=torch.float64) * 3
-    log_p = head.log_prob_all(h)
-    assert log_p.shape == (9, num_classes)
-    total = torch.logsumexp(log_p.double(), dim=1).exp()
-    torch.testing.assert_close(total, torch.ones(9, dtype=torch.float64), rtol=0, atol=1e-5)
-    c = torch.arange(num_classes).repeat(2)[: 2 * num_classes]
-    hh = h[torch.arange(len(c)) % 9]
-    nll = head.nll(hh, c)
-    ref = -head.log_prob_all(hh).gather(1, c[:, None]).squeeze(1)
-    torch.testing.assert_close(nll, ref, rtol=1e-5, atol=1e-5)
-    slots = head.groups * head.k
-    assert head.k == math.ceil(math.sqrt(num_classes)) and slots >= num_classes
-    assert slots - num_classes < head.k  # padding only in the last group
-
-
-def test_two_level_head_gradient_reaches_only_the_used_rows():
-    torch.manual_seed(0)
-    head = TwoLevelSoftmaxHead(4, 30)  # k = 6, 5 groups
-    h = torch.randn(3, 4)
-    head.nll(h, torch.tensor([0, 1, 5])).sum().backward()  # all in group 0
-    rows = head.weight.grad.abs().sum(1)
-    assert torch.all(rows[:6] > 0) and torch.all(rows[6:] == 0)
-
-
-def test_dense_head_matches_cross_entropy():
-    torch.manual_seed(0)
-    head = SoftmaxHead(4, 7)
-    h = torch.randn(5, 4)
-    c = torch.tensor([0, 6, 3, 3, 1])
-    torch.testing.assert_close(head.nll(h, c), -head.log_prob_all(h)[torch.arange(5), c])
-    torch.testing.assert_close(head.log_prob_all(h).exp().sum(1), torch.ones(5))
-
-
-def test_classifier_head_auto_choice_and_errors():
-    assert Classifier(3, 10).head_kind == "dense"
-    assert Classifier(3, 2048).head_kind == "dense"
-    assert Classifier(3, 2049).head_kind == "two_level"
-    assert isinstance(Classifier(3, 5000).head, TwoLevelSoftmaxHead)
-    assert isinstance(Classifier(3, 10, head="two_level").head, TwoLevelSoftmaxHead)
-    assert isinstance(Classifier(3, 5000, head="dense").head, SoftmaxHead)
-    with pytest.raises(ValueError):
-        Classifier(3, 10, head="hierarchical")
-    clf = Classifier(3, 10, hidden=16)
-    assert clf.log_prob_all(torch.randn(2, 3)).shape == (2, 10)
-
-
 # --------------------------------------------------------------------------- factory
 @pytest.mark.parametrize("kwargs", [
     dict(model="ae"), dict(arch="resnet"), dict(activation="swish"), dict(latent_dim=0),
     dict(hidden=(32, 0)), dict(arch="conv", in_dim=100), dict(model="vaeas", target="pixel"),
     dict(model="vaeas", lam=-1.0), dict(model="vaeas", head="flat"),
+    dict(arch="lstm", hidden=None), dict(arch="lstm", hidden=None, vocab_size=10),
+    dict(arch="lstm", hidden=None, vocab_size=4, max_len=5), dict(arch="lstm", vocab_size=10, max_len=5),
+    dict(arch="lstm", hidden=None, vocab_size=10, max_len=5, word_dropout=1.0),
 ])
 def test_build_model_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
@@ -276,6 +232,8 @@ def test_build_model_rejects_bad_arguments(kwargs):
          head_hidden=8, lam=3.0, target_entropy=math.log(40)),
     dict(model="vae", arch="made", hidden=(16,), decoder_hidden=(20,), direct=True),
     dict(model="vaeas", arch="conv", num_classes=10),
+    dict(model="vaeas", arch="mlp", hidden=16, target="batch", lam=2.0),
+    dict(model="vaeas", arch="mlp", hidden=16, num_classes=40, target="instance", detach_aux=True),
 ])
 def test_model_from_config_rebuilds_the_same_network(kwargs):
     torch.manual_seed(0)
@@ -299,7 +257,8 @@ def test_model_from_config_rebuilds_the_same_network(kwargs):
         torch.testing.assert_close(a[key], b[key])
     if isinstance(model, VAEAS):
         assert clone.lam == model.lam and clone.target == model.target
-        assert float(clone.target_entropy) == float(model.target_entropy)
+        assert clone.detach_aux == model.detach_aux
+        assert clone.aux_entropy(7) == model.aux_entropy(7)
 
 
 def test_default_target_entropy_is_log_c():
@@ -349,3 +308,140 @@ def test_made_sample_follows_its_own_conditionals():
         dec.out.bias.copy_(torch.tensor([30.0, -30.0, 30.0]))
     s = dec.sample(torch.zeros(2, 1))
     assert torch.equal(s, torch.tensor([[1.0, 0.0, 1.0]] * 2))
+
+
+# --------------------------------------------------------------------------- probability layer
+def test_densities_are_those_of_vaeas_distributions():
+    """models re-exports the one probability layer instead of keeping its own copies."""
+    assert gaussian_log_density is distributions.gaussian_log_density
+    assert standard_normal_log_density is distributions.standard_normal_log_density
+    assert kl_standard_normal is distributions.kl_standard_normal
+    assert bernoulli_log_likelihood is distributions.bernoulli_log_likelihood
+    assert log_q_matrix is distributions.log_q_matrix and reparameterize is distributions.reparameterize
+    from vaeas import heads, models
+    for name in ("ACTIVATIONS", "Classifier", "SoftmaxHead", "TwoLevelSoftmaxHead", "batch_nll"):
+        assert getattr(models, name) is getattr(heads, name)  # old import paths keep working
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    a = build_model.__globals__["VAE"].reparameterize(mu, logvar, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, reparameterize(mu, logvar, torch.Generator().manual_seed(3)))
+
+
+# --------------------------------------------------------------------------- detached control
+def _grads(params) -> list[float]:
+    return [0.0 if p.grad is None else float(p.grad.abs().sum()) for p in params]
+
+
+@pytest.mark.parametrize("target", ["label", "instance", "batch"])
+def test_aux_gradient_reaches_the_encoder_unless_detached(target):
+    x, y, index = _batch(8)
+    for detach in (False, True):
+        model = _small("vaeas", num_classes=50, target=target, detach_aux=detach)
+        aux = model.loss(x, y, index)["aux"].mean()
+        if detach and target == "batch":  # the batch control trains nothing: vanilla VAE + logged CE
+            assert not aux.requires_grad
+            continue
+        aux.backward()
+        enc = _grads(model.encoder_parameters())
+        assert (sum(enc) == 0) == detach, (target, detach)
+        if target != "batch":  # the classifier is trained in both cases
+            assert sum(_grads(model.classifier.parameters())) > 0
+        assert all(p.grad is None for p in model.decoder.parameters())
+
+
+# --------------------------------------------------------------------------- parameter groups
+@pytest.mark.parametrize("kwargs", [
+    dict(model="vae", arch="mlp"), dict(model="vae", arch="made"), dict(model="vae", arch="conv"),
+    dict(model="vaeas", arch="mlp", num_classes=10, head_hidden=8),
+    dict(model="vaeas", arch="mlp", num_classes=100, target="instance", head="two_level"),
+    dict(model="vaeas", arch="mlp", target="batch"),
+])
+def test_encoder_and_decoder_parameters_partition_the_model(kwargs):
+    model = _small(**kwargs)
+    enc, dec = model.encoder_parameters(), model.decoder_parameters()
+    ids_enc, ids_dec = {id(p) for p in enc}, {id(p) for p in dec}
+    assert len(ids_enc) == len(enc) and len(ids_dec) == len(dec)
+    assert not ids_enc & ids_dec
+    assert ids_enc | ids_dec == {id(p) for p in model.parameters()}
+    assert ids_enc == {id(p) for p in model.encoder.parameters()}
+    if hasattr(model, "classifier"):  # classifier heads are on the decoder side
+        assert {id(p) for p in model.classifier.parameters()} <= ids_dec
+    assert {id(p) for p in model.sparse_parameters()} <= ids_dec
+
+
+def test_linear_vae_logvar_is_an_encoder_parameter():
+    model = LinearVAE(5, 2, learn_sigma=True)
+    assert any(p is model.enc_logvar for p in model.encoder_parameters())
+    assert any(p is model.log_sigma2 for p in model.decoder_parameters())
+    assert len(model.encoder_parameters()) + len(model.decoder_parameters()) == len(list(model.parameters()))
+    assert model.sparse_parameters() == []
+
+
+# --------------------------------------------------------------------------- build_for_dataset
+class _Split:
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+
+class _ImageData:
+    num_classes = 3
+
+    def __init__(self, n=30, p=20):
+        self.train = _Split(torch.rand(n, p))
+
+    def label_entropy(self):
+        return 1.05
+
+
+class _SequenceData(_ImageData):
+    kind = "sequence"
+    vocab = ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b", "c"]
+
+    def __init__(self):
+        self.train = _Split(torch.tensor([[1, 4, 5, 6, 2], [1, 6, 2, 0, 0], [1, 2, 0, 0, 0]]))
+
+
+@pytest.mark.parametrize("target", ["label", "instance", "batch"])
+def test_build_for_dataset_derives_the_sizes(target):
+    data = _ImageData()
+    vae = build_for_dataset(data, latent_dim=2, hidden=(8,))
+    assert vae.config["in_dim"] == 20 and type(vae).__name__ == "VAE"
+    model = build_for_dataset(data, "vaeas", target=target, latent_dim=2, hidden=(8,))
+    assert model.target == target and model.config["in_dim"] == 20
+    expected = {"label": (3, 1.05), "instance": (30, math.log(30)), "batch": (None, math.log(16))}[target]
+    assert model.config.get("num_classes") == expected[0]
+    assert model.aux_entropy(16) == pytest.approx(expected[1])
+    assert model.loss(torch.rand(4, 20).round(), torch.zeros(4, dtype=torch.long),
+                      torch.arange(4))["ce"].shape == (4,)
+    assert model_from_config(model.config).config == model.config
+
+
+def test_build_for_dataset_on_sequences():
+    data = _SequenceData()
+    model = build_for_dataset(data, "vaeas", "lstm", target="instance", latent_dim=2, lstm_hidden=8)
+    assert type(model).__name__ == "SequenceVAEAS"
+    assert model.config["vocab_size"] == 7 and model.config["max_len"] == 3
+    assert model.config["num_classes"] == 3
+    assert model.count_tokens(data.train.x).tolist() == [4, 2, 1]
+    assert torch.isfinite(model.loss(data.train.x, index=torch.arange(3))["neg_elbo"]).all()
+    assert build_for_dataset(data, arch="lstm", max_len=9).config["max_len"] == 9  # kwargs win
+    with pytest.raises(ValueError, match="lstm"):
+        build_for_dataset(data)
+    with pytest.raises(ValueError, match="image"):
+        build_for_dataset(_ImageData(), arch="lstm")
+    data.vocab = None
+    with pytest.raises(ValueError, match="vocab"):
+        build_for_dataset(data, arch="lstm")
+
+
+def test_build_for_dataset_on_the_package_dataset():
+    from conftest import make_tiny_dataset
+
+    data = make_tiny_dataset(n_train=40, dim=30)
+    model = build_for_dataset(data, "vaeas", target="label", latent_dim=2, hidden=(8,))
+    assert model.config["in_dim"] == 30 and model.config["num_classes"] == 3
+    assert model.aux_entropy(5) == pytest.approx(data.label_entropy())
+    inst = build_for_dataset(data, "vaeas", target="instance", latent_dim=2, hidden=(8,))
+    assert inst.config["num_classes"] == 40 and inst.aux_entropy(5) == pytest.approx(math.log(40))

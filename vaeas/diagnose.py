@@ -132,11 +132,12 @@ def _verdict(d: dict[str, Any]) -> tuple[str, str]:
     """(verdict, one-line reason) from the measurements, by the module's thresholds."""
     mi, cap, au, dim, gain = d["mi_dataset"], d["mi_dataset_cap"], d["active_units"], d["latent_dim"], d["code_gain"]
     inactive = dim - au
-    if gain < TOTAL_GAIN:
-        return "total collapse", f"code gain {gain:.2f} < {TOTAL_GAIN:g} nats: the decoder ignores the code"
     if mi < TOTAL_MI and au == 0:
         return "total collapse", (f"dataset MI {mi:.3f} < {TOTAL_MI:g} nats and no active unit: "
-                                  "q(z|x) is the same for every x")
+                                  f"q(z|x) is the same for every x (code gain {gain:.2f} nats)")
+    if gain < TOTAL_GAIN:
+        return "total collapse", (f"code gain {gain:.2f} < {TOTAL_GAIN:g} nats: the decoder ignores the "
+                                  f"code, although dataset MI is {mi:.2f} nats")
     if mi >= SATURATION * cap:
         pruned = (f"; {inactive} of {dim} dimensions inactive: capacity the KL term pruned, not collapse"
                   if inactive else "")

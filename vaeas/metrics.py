@@ -372,11 +372,11 @@ def latent_r2(model: Any, x_train: Tensor, z_train: Tensor, x_test: Tensor, z_te
     with _eval_mode(model):
         f_train, _ = _posteriors(model, x_train, 1000)
         f_test, _ = _posteriors(model, x_test, 1000)
-    ones = torch.ones(len(f_train), 1, dtype=torch.float64, device=f_train.device)
-    a = torch.cat([f_train.double(), ones], 1)
-    coef = torch.linalg.lstsq(a.cpu(), z_train.double().cpu()).solution.to(a.device)
-    pred = torch.cat([f_test.double(), ones[:1].expand(len(f_test), 1)], 1) @ coef
-    zt = z_test.double().to(pred.device)
+    f_train, f_test = f_train.cpu().double(), f_test.cpu().double()  # small; float64 (not on MPS)
+    a = torch.cat([f_train, torch.ones(len(f_train), 1, dtype=torch.float64)], 1)
+    coef = torch.linalg.lstsq(a, z_train.cpu().double()).solution
+    pred = torch.cat([f_test, torch.ones(len(f_test), 1, dtype=torch.float64)], 1) @ coef
+    zt = z_test.cpu().double()
     sse = (zt - pred).pow(2).sum(0)
     sst = (zt - zt.mean(0)).pow(2).sum(0).clamp_min(1e-12)
     per = (1 - sse / sst).tolist()

@@ -344,7 +344,7 @@ class VAEAS(VAE):
         if lam < 0:
             raise ValueError("lam must be >= 0")
         self.target, self.lam, self.detach_aux = target, float(lam), bool(detach_aux)
-        self.num_classes = num_classes
+        self.num_classes = num_classes if target != "batch" else None
         if target != "batch":  # the batch target has no classifier (and no `classifier` attribute)
             self.classifier = Classifier(latent_dim, num_classes, head_hidden, head, sparse=True)
             h = math.log(num_classes) if target_entropy is None else float(target_entropy)

@@ -32,6 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .io import write_json
+from .results import make_result, read_results
+
 
 class SweepError(ValueError):
     """A malformed sweep config (reported as one line, exit status 2)."""
@@ -208,81 +211,7 @@ def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[
     if any(not (res_dir / f"{r.name}.json").is_file() for r in runs):
         if run_sweep(config, fast=fast, datasets=datasets, device=device) != 0:
             raise SweepError(f"some runs of {Path(config).name} failed (see the messages above)")
-    return [json.loads((res_dir / f"{r.name}.json").read_text()) for r in runs]
-
-
-def summarize(results: list[dict[str, Any]], keys: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Mean and spread over seeds: ``{(dataset, method): {key: (mean, sd, n), "seeds": [...]}}``.
-
-    ``keys`` name entries of a result's ``metrics`` (``"kl"``, ``"iw_nll"``...), or
-    ``"train_minutes"``: the training time, left out for a run that resumed after its last epoch
-    (it was trained in an earlier process, so its time was measured elsewhere). ``sd`` is the sample
-    standard deviation over the seeds (``nan`` for a single seed); groups keep the order of
-    ``results``. Missing or non-finite values are left out of their key's statistics.
-    """
-    import math
-    import statistics
-
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in results:
-        groups.setdefault((r["dataset"], r["method"]), []).append(r)
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for group, rs in groups.items():
-        row: dict[str, Any] = {"seeds": [r["seed"] for r in rs]}
-        for key in keys:
-            vals = [v for v in (_metric(r, key) for r in rs) if v is not None and math.isfinite(v)]
-            mean = statistics.fmean(vals) if vals else math.nan
-            sd = statistics.stdev(vals) if len(vals) > 1 else math.nan
-            row[key] = (mean, sd, len(vals))
-        out[group] = row
-    return out
-
-
-def _metric(result: dict[str, Any], key: str) -> float | None:
-    m = result["metrics"]
-    if key == "train_minutes" and key not in m:
-        trained_here = m.get("wall_seconds", 0.0) >= m.get("train_seconds", float("inf"))
-        return m["train_seconds"] / 60 if trained_here else None
-    v = m.get(key)
-    return float(v) if isinstance(v, int | float) else None
-
-
-#: Columns of :func:`comparison_table`: metrics key -> header (all in nats unless the header says).
-COLUMNS: dict[str, str] = {
-    "neg_elbo": "−ELBO", "iw_nll": "IW-NLL", "kl": "KL (rate)", "rec": "rec (distortion)",
-    "mi_minibatch": "MI minibatch", "mi_dataset": "MI dataset", "au": "AU", "probe_acc": "probe acc.",
-    "train_minutes": "train (min)",
-}
-
-
-def comparison_table(results: list[dict[str, Any]], keys: list[str] | None = None,
-                     digits: int = 2) -> tuple[list[str], list[list[str]]]:
-    """``(header, rows)`` of a comparison: one row per (dataset, method), ``mean ± sd`` over seeds.
-
-    ``keys`` defaults to every key of :data:`COLUMNS` (``"train_minutes"`` as in :func:`summarize`).
-    AU is shown with one decimal, the probe accuracy
-    in percent. A group with one seed shows the bare value.
-    """
-    import math
-
-    keys = list(COLUMNS) if keys is None else keys
-    summary = summarize(results, keys)
-    datasets = {d for d, _ in summary}
-    header = (["dataset"] if len(datasets) > 1 else []) + ["method", "seeds"] + [COLUMNS.get(k, k) for k in keys]
-    rows = []
-    for (dataset, method), row in summary.items():
-        cells = ([dataset] if len(datasets) > 1 else []) + [method, str(len(row["seeds"]))]
-        for key in keys:
-            mean, sd, n = row[key]
-            scale, d = (100.0, 1) if key == "probe_acc" else (1.0, 1 if key == "au" else digits)
-            if n == 0:
-                cells.append("–")
-            elif math.isnan(sd):
-                cells.append(f"{scale * mean:.{d}f}")
-            else:
-                cells.append(f"{scale * mean:.{d}f} ± {scale * sd:.{d}f}")
-        rows.append(cells)
-    return header, rows
+    return read_results([res_dir / f"{r.name}.json" for r in runs])  # an older-layout file is upgraded
 
 
 def train_args(options: dict[str, Any]) -> list[str]:
@@ -355,26 +284,15 @@ def run_sweep(config: str | os.PathLike, shard: tuple[int, int] = (0, 1), result
 
 
 def write_result(run: Run, out: Path, path: Path) -> None:
-    """Collect a finished run folder into one small JSON result (config, test metrics, history)."""
+    """Collect a finished run folder into one small JSON result in the API's vocabulary (see
+    :mod:`vaeas.results`: model, trainer, data and eval settings, versions, test metrics, history)."""
     import csv
 
     with open(out / "history.csv") as f:
         history = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    result = {
-        "name": run.name, "dataset": run.dataset, "method": run.method, "seed": run.seed,
-        "options": run.options,
-        "config": _portable(json.loads((out / "config.json").read_text())),
-        "metrics": json.loads((out / "metrics.json").read_text()),
-        "history": history,
-    }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def _portable(config: dict[str, Any]) -> dict[str, Any]:
-    """The run config without the data folder, which names a path of the machine that ran it."""
-    return {k: v for k, v in config.items() if k != "data_source"}
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    write_json(make_result(run.name, run.dataset, run.method, run.seed, config, metrics, history), path, indent=1)
 
 
 def _num(v: str) -> float | int | str:
@@ -386,5 +304,6 @@ def _num(v: str) -> float | int | str:
 
 
 def load_results(folder: str | os.PathLike) -> list[dict[str, Any]]:
-    """All result files of a sweep folder, sorted by name."""
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+    """All result dicts of a sweep folder, sorted by name (see :func:`vaeas.results.read_results`;
+    :func:`vaeas.results.load_results` gives them as a pandas frame)."""
+    return read_results(folder)

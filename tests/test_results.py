@@ -1,0 +1,227 @@
+"""Tests of the reporting layer (vaeas.results): the result-file schema, the frames, the statistics
+(summary, paired differences with t intervals, rank correlation), KL-weight curves and tables."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from vaeas import results as R
+
+COMPARISON = Path(__file__).resolve().parents[1] / "results" / "comparison"
+
+
+def fake_result(dataset, method, seed, **metrics):
+    return {"name": f"{dataset}-{method}-s{seed}", "dataset": dataset, "method": method, "seed": seed,
+            "model": {}, "trainer": {}, "data": {}, "eval": {}, "versions": {}, "metrics": metrics,
+            "history": [{"epoch": 1, "step": 10, "val_kl": 1.0 + seed}, {"epoch": 2, "step": 20, "val_kl": 2.0}]}
+
+
+def frame(values, method="a", dataset="mnist", key="x"):
+    """A results frame with one run per seed: ``values`` is {seed: value}."""
+    return R.load_results([fake_result(dataset, method, s, **{key: v}) for s, v in values.items()])
+
+
+# ----------------------------------------------------------------------------- schema and frames
+def test_committed_results_load_as_one_numeric_row_per_run():
+    df = R.load_results(COMPARISON)
+    assert len(df) == 42 and list(df.columns[:4]) == list(R.KEYS)
+    assert set(df["dataset"]) == {"mnist", "omniglot"} and df.groupby(["dataset", "method"]).size().eq(3).all()
+    for col in ["neg_elbo", "iw_nll", "kl", "rec", "mi_minibatch", "mi_dataset", "au", "probe_acc", "iw_k",
+                "train_seconds", "train_minutes", "bound_n"]:
+        assert pd.api.types.is_numeric_dtype(df[col]), col
+    assert df["iw_nll"].notna().all() and (df["iw_nll"] <= df["neg_elbo_iw"] + 1e-3).all()
+    assert df["bound_n"].notna().sum() == 12  # the 12 VAE-AS runs
+    assert len(df.loc[0, "kl_per_dim"]) == 32  # list-valued metrics stay reachable
+
+
+def test_committed_results_use_one_vocabulary():
+    for path in sorted(COMPARISON.glob("*.json")):
+        r = json.loads(path.read_text())
+        assert set(r) == {"name", "dataset", "method", "seed", "model", "trainer", "data", "eval", "versions",
+                          "metrics", "history"}, path.name
+        assert "latent_dim" in r["model"] and "kl_schedule" in r["trainer"] and "k" in r["eval"]
+        assert all(not isinstance(v, str) or k in ("split", "bound_split") for k, v in r["metrics"].items())
+        if "bound_split" in r["metrics"]:
+            assert r["metrics"]["bound_split"] in ("test", "train") and isinstance(r["metrics"]["bound_n"], int)
+
+
+def test_upgrade_of_the_old_layout_keeps_every_number():
+    old = {"name": "mnist-x-s0", "dataset": "mnist", "method": "x", "seed": 0, "options": {"latent": 4},
+           "config": {"command": "train", "dataset": "mnist", "data_source": "/here/datasets", "limit": 300,
+                      "model": {"latent_dim": 4}, "trainer": {"epochs": 2}, "eval": {"k": 5}, "device": "cpu",
+                      "versions": {"vaeas": "0.1.0"}},
+           "metrics": {"split": "test", "n": 10, "kl": 1.5, "bound_split": "train[:300]"}, "history": [{"epoch": 1}]}
+    new = R.upgrade_result(old)
+    assert new == {"name": "mnist-x-s0", "dataset": "mnist", "method": "x", "seed": 0, "model": {"latent_dim": 4},
+                   "trainer": {"epochs": 2}, "data": {"limit": 300}, "eval": {"k": 5},
+                   "versions": {"vaeas": "0.1.0"}, "history": [{"epoch": 1}],
+                   "metrics": {"split": "test", "n": 10, "kl": 1.5, "bound_split": "train", "bound_n": 300}}
+    assert R.upgrade_result(new) == new
+    label = R.normalize_metrics({"split": "test", "n": 10, "bound_split": "test"})
+    assert label["bound_n"] == 10  # a bound on the whole split
+
+
+def test_train_minutes_only_for_runs_trained_in_their_own_process():
+    fresh = fake_result("mnist", "vae", 0, train_seconds=120.0, wall_seconds=300.0)
+    reused = fake_result("mnist", "vae", 1, train_seconds=900.0, wall_seconds=200.0)  # resumed after its last epoch
+    df = R.load_results([fresh, reused])
+    assert df["train_minutes"].iloc[0] == 2.0 and math.isnan(df["train_minutes"].iloc[1])
+    s = R.summary(df, "train_minutes").loc[("mnist", "vae"), "train_minutes"]
+    assert (s["mean"], s["n"]) == (2.0, 1) and math.isnan(s["sd"])
+
+
+def test_histories_are_long():
+    h = R.load_histories([fake_result("mnist", "vae", s) for s in (0, 1)])
+    assert list(h.columns) == [*R.KEYS, "epoch", "step", "val_kl"] and len(h) == 4
+    assert h.loc[h["seed"] == 1, "val_kl"].tolist() == [2.0, 2.0]
+
+
+# ----------------------------------------------------------------------------- statistics
+def test_summary_equals_the_hand_computation():
+    pairs = [(1.0, 3), (2.0, 5), (6.0, 7)]
+    results = [fake_result("mnist", "vae", s, kl=kl, au=au) for s, (kl, au) in enumerate(pairs)]
+    results.append(fake_result("mnist", "label", 0, kl=4.0, au=float("nan")))
+    results.append(fake_result("mnist", "label", 1, kl=float("inf"), au=2))
+    s = R.summary(R.load_results(results), ["kl", "au", "missing"])
+    assert list(s.index) == [("mnist", "vae"), ("mnist", "label")]  # order of appearance
+    vae = s.loc[("mnist", "vae")]
+    assert vae[("kl", "mean")] == 3.0 and vae[("kl", "n")] == 3
+    assert vae[("kl", "sd")] == pytest.approx(math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 2))
+    assert (vae[("au", "mean")], vae[("au", "sd")], vae[("au", "n")]) == (5.0, 2.0, 3)
+    label = s.loc[("mnist", "label")]
+    assert label[("kl", "mean")] == 4.0 and label[("kl", "n")] == 1 and math.isnan(label[("kl", "sd")])  # inf left out
+    assert label[("au", "n")] == 1 and vae[("missing", "n")] == 0
+
+
+def test_paired_difference_matches_the_t_interval():
+    df = pd.concat([frame({0: 11.0, 1: 22.0, 2: 33.0}, "a"), frame({0: 10.0, 1: 20.0, 2: 30.0}, "b")])
+    d = R.paired_difference(df, "a", "b", "x")  # differences 1, 2, 3
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # sd of (1, 2, 3) is 1
+    assert half == pytest.approx(4.302652729911275 / math.sqrt(3))
+    assert (d["n"], d["mean"], d["sd"]) == (3, 2.0, 1.0) and d["seeds"] == [0, 1, 2]
+    assert d["low"] == pytest.approx(2 - half) and d["high"] == pytest.approx(2 + half)
+    assert d["low"] < 0 and not d["resolved"]  # three seeds: t(0.975, 2) = 4.30 makes the interval wide
+    tight = pd.concat([frame({0: 1.9, 1: 2.0, 2: 2.1}, "a"), frame({0: 0.0, 1: 0.0, 2: 0.0}, "b")])
+    t = R.paired_difference(tight, "a", "b", "x")
+    assert t["low"] == pytest.approx(2 - stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)) and t["resolved"]
+    wide = R.paired_difference(df, "a", "b", "x", level=0.99)
+    assert wide["high"] - wide["low"] > d["high"] - d["low"]
+
+
+def test_paired_difference_is_unresolved_when_the_interval_holds_zero():
+    df = pd.concat([frame({0: 1.0, 1: -1.0, 2: 0.5}, "a"), frame({0: 0.0, 1: 0.0, 2: 0.0}, "b")])
+    d = R.paired_difference(df, "a", "b", "x")
+    assert d["low"] < 0 < d["high"] and not d["resolved"]
+    one = R.paired_difference(pd.concat([frame({0: 5.0}, "a"), frame({0: 1.0}, "b")]), "a", "b", "x")
+    assert one["n"] == 1 and one["mean"] == 4.0 and math.isnan(one["low"]) and not one["resolved"]
+
+
+def test_paired_difference_uses_only_shared_seeds():
+    df = pd.concat([frame({0: 3.0, 1: 5.0, 2: 100.0}, "a"), frame({0: 1.0, 1: 2.0, 3: -50.0}, "b"),
+                    frame({0: 1000.0, 1: 1000.0}, "a", dataset="omniglot")])
+    d = R.paired_difference(df, "a", "b", "x", dataset="mnist")
+    assert d["seeds"] == [0, 1] and d["mean"] == 2.5 and d["n"] == 2
+    with pytest.raises(ValueError, match="several datasets"):
+        R.paired_difference(df, "a", "b", "x")
+
+
+def test_paired_differences_table_against_one_reference():
+    df = pd.concat([frame({0: 1.0, 1: 2.0, 2: 3.0}, "ref"), frame({0: 2.0, 1: 4.0, 2: 6.0}, "double"),
+                    frame({0: 1.0, 1: 2.0, 2: 3.0}, "same")])
+    t = R.paired_differences(df, "ref", ["x"])
+    assert t["method"].tolist() == ["double", "same"] and t["mean"].tolist() == [2.0, 0.0]
+    text = R.format_differences(t, digits=1)
+    assert text.columns.tolist() == ["method", "x"] and text.loc[0, "x"].startswith("+2.0 [")
+    assert R.format_differences(t, interval=False).loc[1, "x"] == "+0.00"
+
+
+def test_rank_correlation_matches_scipy():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=7), rng.normal(size=7)
+    rho, p = R.rank_correlation(x, y)
+    ref = stats.spearmanr(x, y)
+    assert rho == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    assert R.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]).rho == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        R.rank_correlation([1, 2], [1, 2, 3])
+
+
+# ----------------------------------------------------------------------------- curves
+def test_kl_weight_curve_of_a_linear_schedule_hits_beta_at_the_end_of_warmup():
+    config = {"epochs": 6, "kl_schedule": "linear", "beta": 0.8, "warmup_epochs": 4}
+    epochs, w = R.kl_weight_curve(config, steps_per_epoch=10)
+    assert len(epochs) == len(w) == 60 and epochs[10] == 1.0
+    assert w[0] == 0.0 and np.all(np.diff(w[:40]) > 0) and w[20] == pytest.approx(0.4)
+    assert w[40] == pytest.approx(0.8) and np.all(w[40:] == pytest.approx(0.8))
+    const = R.kl_weight_curve({"epochs": 2, "beta": 0.5}, 5)[1]
+    assert np.all(const == 0.5)
+
+
+def test_kl_weight_curve_of_a_committed_run():
+    r = R.read_results(COMPARISON / "mnist-linear_anneal-s0.json")[0]
+    epochs, w = R.kl_weight_curve(r["trainer"], R.steps_per_epoch(r))
+    assert R.steps_per_epoch(r) == r["history"][0]["step"] and w[-1] == 1.0
+    assert w[0] == 0.0 and epochs[-1] < r["trainer"]["epochs"]
+
+
+def test_kl_profile():
+    p = R.kl_profile([0.05, 2.0, 1.0, 0.5, 0.3, 0.2, 0.0], top=2)
+    assert p["dims_above"] == 5 and p["top_share"] == pytest.approx(3.0 / 4.05)
+
+
+# ----------------------------------------------------------------------------- tables
+def test_pm():
+    assert R.pm(1.234, 0.056) == "1.23 ± 0.06"
+    assert R.pm(1.234) == "1.23" and R.pm(float("nan")) == "–" and R.pm(1.0, 0.1, n=0) == "–"
+    assert R.pm((0.5, 0.01, 3), digits=1, scale=100) == "50.0 ± 1.0"
+    row = pd.Series({"mean": 2.0, "sd": float("nan"), "n": 1})
+    assert R.pm(row) == "2.00"
+
+
+def test_markdown_table_splits_at_eight_columns_and_keeps_the_key():
+    columns = ["method", *[f"c{j}" for j in range(11)]]
+    df = pd.DataFrame([[f"m{i}", *range(i, i + 11)] for i in range(3)], columns=columns)
+    text = R.markdown_table(df)
+    tables = text.split("\n\n")
+    assert len(tables) == 2
+    headers = [t.splitlines()[0].strip("| ").split(" | ") for t in tables]
+    assert headers[0] == ["method", *[f"c{j}" for j in range(7)]] and headers[1] == ["method", "c7", "c8", "c9", "c10"]
+    assert all(len(h) <= 8 for h in headers)
+    assert tables[1].splitlines()[2] == "| m0 | 7 | 8 | 9 | 10 |"
+    assert text._repr_markdown_() == str(text)
+    keyed = R.markdown_table(df, key="c3", max_columns=4)
+    assert all(t.startswith("| c3 |") for t in keyed.split("\n\n"))
+
+
+def test_markdown_table_formats_cells_and_units():
+    df = pd.DataFrame({"method": ["a|b", "c"], "kl": [1.23456, float("nan")], "au": [3, 4], "tiny": [-1e-9, 0.5]})
+    text = R.markdown_table(df, digits={"kl": 3, "tiny": 1}, units={"kl": "nats"})
+    lines = text.splitlines()
+    assert lines[0] == "| method | kl (nats) | au | tiny |"
+    assert lines[2] == "| a\\|b | 1.235 | 3 | 0.0 |" and lines[3] == "| c | – | 4 | 0.5 |"
+
+
+def test_comparison_table_formats_mean_and_sd():
+    results = [fake_result("mnist", "vae", s, kl=kl, probe_acc=acc, au=au)
+               for s, (kl, acc, au) in enumerate([(1.0, 0.8, 3), (3.0, 0.9, 5)])]
+    results.append(fake_result("mnist", "label", 0, kl=4.0, probe_acc=0.95, au=7))
+    t = R.comparison_table(R.load_results(results), ["kl", "probe_acc", "au", "iw_nll"])
+    assert t.columns.tolist() == ["method", "seeds", "KL, rate (nats)", "probe acc. (%)", "AU (dims)", "IW-NLL (nats)"]
+    assert t.values.tolist()[0] == ["vae", 2, f"2.00 ± {2 ** 0.5:.2f}", f"85.0 ± {100 * 0.05 * 2 ** 0.5:.1f}",
+                                    "4.0 ± 1.4", "–"]
+    assert t.values.tolist()[1] == ["label", 1, "4.00", "95.0", "7.0", "–"]
+    both = R.comparison_table(R.load_results([*results, fake_result("omniglot", "vae", 0, kl=1.0)]), ["kl"])
+    assert both.columns.tolist()[:2] == ["dataset", "method"] and len(both) == 3
+
+
+def test_show_table_prints_without_a_notebook(capsys):
+    R.show_table(["a", "b"], [["x", 1.5]], digits=1)
+    out = capsys.readouterr().out
+    assert "| a | b |" in out and "| x | 1.5 |" in out
