@@ -20,6 +20,7 @@ import torch
 
 from vaeas import cli
 from vaeas import data as data_mod
+from vaeas import datasets as datasets_mod
 from vaeas.data import DataError
 
 
@@ -149,7 +150,7 @@ def test_no_data_anywhere_and_download_fails(capsys, tmp_path, monkeypatch):
         raise OSError("network is unreachable")
 
     monkeypatch.delenv("VAEAS_DATA", raising=False)
-    monkeypatch.setattr(data_mod, "_download", offline)
+    monkeypatch.setattr(datasets_mod, "_download", offline)
     monkeypatch.chdir(tmp_path)
     code, _, err = run(["train", "--out", "run", "--device", "cpu"], capsys)
     assert_usage_error(code, err, "unreachable", "VAEAS_DATA")
@@ -276,7 +277,7 @@ def test_train_evaluate_resume_end_to_end(mnist_root, in_workdir, capsys):
     code, stdout, err = run(["evaluate", out, "--data-root", mnist_root, "--device", "cpu",
                              "--k", "5", "--iw-size", "10"], capsys)
     assert code == 0, err
-    assert "IW-NLL" in stdout and "(k=5)" in stdout
+    assert "IW-NLL" in stdout and "(k=5, n=10)" in stdout and "10 random test points of 600" in stdout
     again = json.loads((out / "metrics.json").read_text())
     assert again["iw_k"] == 5 and again["iw_n"] == 10
     assert again["epochs"] == 1 and again["train_seconds"] == metrics["train_seconds"]
@@ -499,3 +500,23 @@ def test_dry_run_into_a_closed_pipe(tmp_path):
     assert first.startswith(b"sweep big.json: 6000 runs")
     assert err == "", err
     assert proc.returncode in (0, 141)
+
+
+def test_train_on_a_text_file_writes_sentences(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    words = "the cat dog sat ran on a mat log and big small red".split()
+    corpus.write_text("".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(3 + i % 5)) + "\n"
+                              for i in range(300)))
+    out = tmp_path / "text_run"
+    code, stdout, err = run(["train", "--dataset", "text", "--text-file", corpus, "--out", out, "--epochs", "1",
+                             "--latent", "2", "--lstm-hidden", "16", "--embed-dim", "8", "--k", "5",
+                             "--device", "cpu", "--no-probe"], capsys)
+    assert code == 0, err
+    assert "perplexity" in stdout.splitlines()[-1]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["arch"] == "lstm" and config["text_file"] == str(corpus)
+    sentences = (out / "samples.txt").read_text().splitlines()
+    assert len(sentences) == 10 and all(set(s.split()) <= set(words) | {"<unk>"} for s in sentences)
+    assert not (out / "samples.png").exists()
+    code, stdout, err = run(["evaluate", out, "--device", "cpu", "--k", "3", "--no-probe", "--quiet"], capsys)
+    assert code == 0, err  # the text file is found again from config.json

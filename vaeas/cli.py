@@ -485,8 +485,9 @@ def _summary(m: dict[str, Any]) -> str:
              f"AU {m['au']}"]
     if "iw_nll" in m:
         parts.insert(1, f"IW-NLL {m['iw_nll']:.2f} (k={m['iw_k']}, n={m.get('iw_n', '?')})")
-    if "ppl" in m:
-        parts.append(f"perplexity {m['ppl']:.1f}")
+    if "ppl_elbo" in m:
+        ppl = f"perplexity {m['ppl_elbo']:.1f} (ELBO)"
+        parts.append(ppl + (f" / {m['ppl_iw']:.1f} (IW)" if "ppl_iw" in m else ""))
     if "probe_acc" in m:
         parts.append(f"probe {100 * m['probe_acc']:.1f}%")
     return "test: " + ", ".join(parts) + " (nats)"
