@@ -24,7 +24,6 @@ USAGE_ERROR = 2
 #: Test images used for IW-NLL by default: with k = 5,000 the default MLP is evaluated in about a
 #: minute on a 2-core CPU; ``--full-eval`` uses the whole test split (the book's protocol).
 DEFAULT_IW_SIZE = 1000
-DATASETS = ("mnist", "omniglot", "synthetic", "text")
 
 
 class UsageError(ValueError):
@@ -132,7 +131,13 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
+def option_names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """``{"warmup_epochs": action, ...}``: a parser's long options as sweep-config keys."""
+    return {o[2:].replace("-", "_"): a for a in parser._actions for o in a.option_strings if o.startswith("--")}
+
+
 def add_train_arguments(t: argparse.ArgumentParser) -> None:
+    from .data import DATASETS
     from .models import ACTIVATIONS, ARCHITECTURES, TARGETS
     from .objectives import SCHEDULES
 
@@ -325,12 +330,9 @@ def _describe_eval(settings: dict[str, Any], n_test: int) -> str:
 
 
 def _evaluate(model: Any, data: Any, seed: int, settings: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    import inspect
-
     from .metrics import evaluate
 
-    extra = {"progress": not quiet} if "progress" in inspect.signature(evaluate).parameters else {}
-    return evaluate(model, data, seed=seed, **settings, **extra)
+    return evaluate(model, data, seed=seed, progress=not quiet, **settings)
 
 
 def _save_samples(model: Any, data: Any, out: Path, seed: int) -> None:

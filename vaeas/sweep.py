@@ -18,7 +18,9 @@ override run options. Keys of ``common``, a method and ``eval`` are the long opt
 ``vaeas train`` (``warmup_epochs`` -> ``--warmup-epochs``; ``true`` -> a bare flag). Every run
 is a separate ``python -m vaeas train`` process, so the grid can be cut into disjoint slices
 (``--shard i/n``) and spread over machines or GPUs; a run whose result file exists is skipped,
-and an interrupted run resumes from its last epoch.
+and an interrupted run resumes from its last epoch. A config is checked as a whole before the
+first run starts (:func:`validate_config`: keys, datasets, methods, seeds, and every run's options
+against the ``train`` command's own parser), under ``--dry-run`` too.
 """
 
 from __future__ import annotations
@@ -100,16 +102,17 @@ def validate_config(cfg: Any, name: str = "the config") -> None:
             fail(f"{block!r} must be an object")
     # The sweep runs `vaeas train`: its parser is the one list of options and datasets (imported
     # at call time, as cli imports this module at call time; neither does so when it is loaded).
-    from .cli import train_parser
+    from .cli import option_names, train_parser
 
     parser = train_parser()
-    datasets = next(a.choices for a in parser._actions if a.dest == "dataset")
+    options = option_names(parser)
+    datasets = options["dataset"].choices
     for where, grid in (("", cfg), ("fast: ", cfg.get("fast", {}))):
         _check_grid(grid, cfg, datasets, lambda msg, w=where: fail(w + msg))
     for dataset in cfg.get("per_dataset", {}):
         if dataset not in cfg["datasets"]:
             fail(f"per_dataset names {dataset!r}, which is not in 'datasets'")
-    _check_options(cfg, parser, fail)
+    _check_options(cfg, parser, set(options), fail)
 
 
 def _check_grid(grid: dict[str, Any], cfg: dict[str, Any], datasets: Any, fail: Any) -> None:
@@ -135,8 +138,7 @@ def _check_grid(grid: dict[str, Any], cfg: dict[str, Any], datasets: Any, fail: 
         fail(f"'seeds' has a repeated seed: {seeds!r}")
 
 
-def _check_options(cfg: dict[str, Any], parser: Any, fail: Any) -> None:
-    known = {o[2:].replace("-", "_") for a in parser._actions for o in a.option_strings if o.startswith("--")}
+def _check_options(cfg: dict[str, Any], parser: Any, known: set[str], fail: Any) -> None:
     blocks = [("common", cfg.get("common", {})), ("eval", cfg.get("eval", {}))]
     blocks += [(f"method {m!r}", o or {}) for m, o in cfg["methods"].items()]
     blocks += [(f"per_dataset {d!r}", o) for d, o in cfg.get("per_dataset", {}).items()]
