@@ -217,7 +217,7 @@ def _rows_per_call(model: Any, x: Tensor, max_rows: int) -> int:
     return max(1, min(max_rows, IW_MAX_ELEMENTS // max(per_row, 1)))
 
 
-def iw_nll(model: Any, x: Tensor, k: int = 5000, max_rows: int = 50_000, seed: int = 0,
+def iw_nll(model: Any, x: Tensor, k: int = 5000, max_rows: int = 4096, seed: int = 0,
            progress: bool = False) -> Tensor:
     """Importance-weighted estimate of -log p(x) (Burda et al. 2016), per sample ``(N,)``, nats.
 
