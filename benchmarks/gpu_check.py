@@ -83,10 +83,9 @@ def make_model(args: argparse.Namespace, data):
     import vaeas
 
     torch.manual_seed(args.seed)  # the same initial weights for every run
-    return vaeas.build_model("vaeas", "made", latent_dim=args.latent_dim, hidden=args.hidden,
-                             decoder_hidden=args.decoder_hidden, direct=True,
-                             num_classes=data.num_classes, target="label", lam=10,
-                             target_entropy=data.label_entropy())
+    return vaeas.build_for_dataset(data, "vaeas", "made", target="label", lam=10,
+                                   latent_dim=args.latent_dim, hidden=args.hidden,
+                                   decoder_hidden=args.decoder_hidden, direct=True)
 
 
 def train_runs(args: argparse.Namespace, data, device: str, out: Path) -> dict:
