@@ -152,7 +152,7 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch, capsys):
         assert len(r["history"]) == 1 and r["history"][0]["epoch"] == 1
         assert set(r) == {"name", "dataset", "method", "seed", "model", "trainer", "data", "eval", "versions",
                           "metrics", "history"}  # one vocabulary: the API's, no CLI options block
-        assert r["trainer"]["epochs"] == 1 and r["eval"]["k"] == 4 and r["data"] == {"limit": 300}
+        assert r["trainer"]["epochs"] == 1 and r["eval"]["k"] == 4 and r["data"]["limit"] == 300
         assert str(root) not in json.dumps(r)  # no path of this machine in a result file
         assert not (tmp_path / "runs/tiny" / r["name"] / "samples.png").exists()  # no_pictures
     assert results[0]["model"]["model"] == "vaeas" and results[0]["metrics"]["bound_split"] == "test"
