@@ -23,6 +23,7 @@ from .metrics import (
 )
 from .models import VAE, VAEAS, SequenceVAE, SequenceVAEAS, build_for_dataset, build_model, model_from_config
 from .objectives import Constant, Cyclical, LinearWarmup, make_schedule, total_loss
+from .posterior import true_posterior, true_posterior_means
 from .train import ResumeMismatch, Trainer, TrainingError, load_model, resolve_device
 
 __version__ = "0.2.0"
@@ -33,5 +34,5 @@ __all__ = [
     "Trainer", "TrainingError", "active_units", "batches", "build_for_dataset", "build_model",
     "classifier_bound", "code_gain", "diagnose", "elbo_terms", "evaluate", "gaussian_dataset", "iw_nll",
     "latent_r2", "linear_probe", "load_dataset", "load_model", "make_schedule", "model_from_config",
-    "mutual_information", "resolve_device", "total_loss", "__version__",
+    "mutual_information", "resolve_device", "total_loss", "true_posterior", "true_posterior_means", "__version__",
 ]
