@@ -225,3 +225,111 @@ def test_show_table_prints_without_a_notebook(capsys):
     R.show_table(["a", "b"], [["x", 1.5]], digits=1)
     out = capsys.readouterr().out
     assert "| a | b |" in out and "| x | 1.5 |" in out
+
+
+# ----------------------------------------------------------------------------- the comparison chapters
+def tiny_config():
+    return {"results": "results/x", "runs": "runs/x", "datasets": ["mnist"], "seeds": [0, 1],
+            "common": {"arch": "made", "latent": 8, "epochs": 2}, "eval": {"k": 10, "iw_size": 50, "mi_batch": 16,
+                                                                           "delta": 0.01},
+            "methods": {"vae": {}, "beta": {"model": "vae", "beta": 0.5}, "lab": {"model": "vaeas", "lam": 10}},
+            "fast": {"seeds": [0], "epochs": 1, "k": 5}}
+
+
+def test_protocol_table_lists_each_methods_own_options_and_the_note_the_rest():
+    from vaeas import sweep
+
+    cfg = tiny_config()
+    table = R.protocol_table(cfg, sweep.select(cfg), sweep.train_args)
+    assert table.splitlines() == ["| method | options on top of the common ones |", "|---|---|", "| vae | – |",
+                                  "| beta | --model vae --beta 0.5 |", "| lab | --model vaeas --lam 10 |"]
+    common, evaluation = R.protocol_note(cfg, sweep.select(cfg), sweep.train_args).splitlines()
+    assert common == "common to every run: --arch made --latent 8 --epochs 2 --k 10"  # common + what fast overrides
+    assert evaluation == ("evaluation: IW-NLL with k=10 importance samples on 50 test images; MI minibatch B=16; "
+                          "AU threshold delta=0.01; seeds [0, 1]")
+    fast = R.protocol_note(cfg, sweep.select(cfg, fast=True), sweep.train_args)
+    assert "--epochs 1 --k 5" in fast and "k=5" in fast and "seeds [0]" in fast
+
+
+def test_iw_subset_reads_each_results_recorded_settings():
+    old = fake_result("mnist", "vae", 0, split="test", n=10000, iw_n=1000, iw_k=1000)  # no subset_seed
+    new = [fake_result("mnist", "vae", s, split="test", n=10000, iw_n=1000, iw_k=1000, subset_seed=s) for s in (1, 0)]
+    whole = fake_result("mnist", "vae", 3, split="test", n=500, iw_n=500, iw_k=10, subset_seed=3)
+    assert R.iw_subset([old]) == "the first 1000 test images"
+    assert R.iw_subset(new) == "1000 random test images (subset seeds 0, 1)"
+    assert R.iw_subset(new[:1]) == "1000 random test images (subset seed 1)"
+    assert R.iw_subset([whole]) == "all 500 test images"
+    assert R.iw_subset([old, *new]) == "the first 1000 test images; 1000 random test images (subset seeds 0, 1)"
+    assert R.iw_subset([fake_result("mnist", "vae", 0, kl=1.0)]) == "–"
+    assert R.iw_subset(COMPARISON) == "the first 1000 test images"  # the committed runs predate random subsets
+
+
+def test_describe_runs_counts_methods_seeds_and_time():
+    runs = [fake_result("mnist", m, s, n=100, iw_n=100, iw_k=5, wall_seconds=1800.0, seconds_iw=10.0 * (s + 1))
+            for m in ("a", "b") for s in (0, 1, 2)]
+    assert R.describe_runs(runs).splitlines() == [
+        "6 runs (2 methods x 3 seeds)",
+        "sum of the runs' wall times (training + evaluation): 3.00 h; IW-NLL alone: 20 s per run on average",
+        "IW-NLL: k=5 importance samples on all 100 test images"]
+
+
+def test_seed_runs_takes_each_methods_run_of_one_seed():
+    runs = [fake_result("mnist", m, s) for s in (2, 1) for m in ("b", "a")] + [fake_result("mnist", "c", 2)]
+    first = R.seed_runs(runs)
+    assert list(first) == ["b", "a"] and {r["seed"] for r in first.values()} == {1}  # smallest seed; c has none
+    assert list(R.seed_runs(runs, seed=2)) == ["b", "a", "c"]
+    both = runs + [fake_result("omniglot", "a", 0)]
+    with pytest.raises(ValueError, match="dataset="):
+        R.seed_runs(both)
+    assert list(R.seed_runs(both, dataset="omniglot")) == ["a"]
+
+
+def comparison_frame():
+    """vae, b and c on seeds 0-2 with known values of two metrics."""
+    values = {"vae": ([1.0, 2.0, 6.0], [10.0, 10.0, 13.0]), "b": ([2.0, 4.0, 6.0], [9.0, 9.0, 9.0]),
+              "c": ([1.5, 2.5, 6.5], [10.0, 11.0, 12.0])}
+    return R.load_results([fake_result("mnist", m, s, kl=kl[s], iw_nll=iw[s]) for m, (kl, iw) in values.items()
+                           for s in range(3)])
+
+
+def test_differences_table_has_a_row_per_method_and_the_reference_sd_last():
+    df = comparison_frame()
+    table = R.differences_table(df, "vae", ["kl", "iw_nll"], label="vanilla")
+    assert table.splitlines() == [
+        "| method − vanilla | Δ KL | Δ IW-NLL |", "|---|---|---|",
+        "| b | 1.00 | -2.00 |",                      # mean of (2-1, 4-2, 6-6) and of (9-10, 9-10, 9-13)
+        "| c | 0.50 | 0.00 |",
+        f"| (vanilla seed sd) | {math.sqrt(7):.2f} | {math.sqrt(3):.2f} |"]   # sd of (1, 2, 6) and of (10, 10, 13)
+    only_c = R.differences_table(df, "vae", ["kl"], methods=["c"], digits=3)
+    assert only_c.splitlines()[2:] == ["| c | 0.500 |", f"| (vae seed sd) | {math.sqrt(7):.3f} |"]
+    two = pd.concat([df, df.assign(dataset="omniglot")])
+    with pytest.raises(ValueError, match="dataset="):
+        R.differences_table(two, "vae", ["kl"])
+    assert R.differences_table(two, "vae", ["kl"], dataset="omniglot") == R.differences_table(df, "vae", ["kl"])
+
+
+def test_kl_profile_table_averages_each_methods_seeds():
+    runs = [fake_result("mnist", "a", 0, kl_per_dim=[3.0, 1.0, 0.05, 0.0]),
+            fake_result("mnist", "a", 1, kl_per_dim=[2.0, 2.0, 0.0, 0.0]),
+            fake_result("mnist", "b", 0, kl_per_dim=[1.0, 1.0, 1.0, 1.0])]
+    table = R.kl_profile_table(R.load_results(runs), threshold=0.1, top=1)
+    assert table.splitlines() == [
+        "| method | dims with KL > 0.1 nats (mean over seeds) | share of the KL in the top 1 dims |", "|---|---|---|",
+        f"| a | 2.00 | {(3.0 / 4.05 + 0.5) / 2:.2f} |", "| b | 4.00 | 0.25 |"]
+
+
+def test_estimator_claims_and_check_claims(capsys):
+    ok = R.load_results([fake_result("mnist", "a", s, mi_minibatch=4.0, mi_minibatch_cap=4.85, mi_dataset=9.2,
+                                     mi_dataset_cap=9.21, neg_elbo_iw=90.0 + s, iw_nll=88.0) for s in range(2)])
+    claims = R.estimator_claims(ok)
+    assert [c[2] for c in claims] == pytest.approx([-0.85, -0.01, 2.0]) and all(c[3] for c in claims)
+    R.check_claims(claims, structural=3)
+    out = capsys.readouterr().out
+    assert "| every minibatch MI estimate ≤ its cap log B | max (estimate − cap) | -0.85 | yes |" in out
+    assert out.strip().endswith("3 claims hold (3 structural, 0 about the full-size results)")
+    bad = ok.assign(iw_nll=[88.0, 91.5])  # run 1: IW-NLL above its -ELBO on the same images
+    claims = R.estimator_claims(bad)
+    assert [c[3] for c in claims] == [True, True, False] and claims[2][2] == pytest.approx(-0.5)
+    with pytest.raises(AssertionError, match="IW-NLL ≤ −ELBO"):
+        R.check_claims(claims)
+    assert "| **no** |" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """The book's figures: one function per kind of figure, one style (:func:`use_style`).
 
-Every function takes plain numbers or tensors (never a model or a trainer) and returns the
-matplotlib ``Figure`` (or draws into the given ``ax``), so notebooks and the CLI share them.
+Every function takes plain numbers, tensors or result data (a :func:`vaeas.results.load_results`
+frame, result dicts; never a model or a trainer) and returns the matplotlib ``Figure`` (or draws
+into the given ``ax``), so notebooks and the CLI share them.
 """
 
 from __future__ import annotations
@@ -77,22 +78,30 @@ def history(histories: Mapping[str, Sequence[Mapping[str, Any]]],
             keys: Sequence[str] = ("val_neg_elbo", "val_kl", "val_mi", "val_au"),
             labels: Mapping[str, str] | None = None) -> plt.Figure:
     """One panel per metric in ``keys``, one line per run (name -> list of per-epoch dicts)."""
-    names = {"val_neg_elbo": "-ELBO (nats)", "val_kl": "KL (nats)", "val_mi": "MI (nats)",
-             "val_au": "active units", "train_loss": "training loss (nats)", "train_ce": "CE (nats)",
-             "val_rec": "reconstruction (nats)", "kl_weight": "KL weight"}
-    names.update(labels or {})
     fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.9))
     axes = np.atleast_1d(axes)
     for ax, key in zip(axes, keys, strict=True):
-        for run, rows in histories.items():
-            ep = [r["epoch"] for r in rows if key in r and r[key] not in ("", None)]
-            val = [float(r[key]) for r in rows if key in r and r[key] not in ("", None)]
-            ax.plot(ep, val, marker="o", ms=3, label=run)
-        ax.set_xlabel("epoch")
-        ax.set_title(names.get(key, key), fontsize=10)
+        _history_panel(ax, histories, key, labels)
     axes[-1].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+#: Panel titles of the history figures: history key -> title.
+HISTORY_NAMES = {"val_neg_elbo": "-ELBO (nats)", "val_kl": "KL (nats)", "val_mi": "MI (nats)",
+                 "val_au": "active units", "train_loss": "training loss (nats)", "train_ce": "CE (nats)",
+                 "val_rec": "reconstruction (nats)", "kl_weight": "KL weight"}
+
+
+def _history_panel(ax: plt.Axes, histories: Mapping[str, Sequence[Mapping[str, Any]]], key: str,
+                   labels: Mapping[str, str] | None = None) -> None:
+    """One metric's per-epoch curves, one per run, into ``ax`` (entries without the key skipped)."""
+    for run, rows in histories.items():
+        ep = [r["epoch"] for r in rows if key in r and r[key] not in ("", None)]
+        val = [float(r[key]) for r in rows if key in r and r[key] not in ("", None)]
+        ax.plot(ep, val, marker="o", ms=3, label=run)
+    ax.set_xlabel("epoch")
+    ax.set_title({**HISTORY_NAMES, **(labels or {})}.get(key, key), fontsize=10)
 
 
 def kl_per_dim(kls: Mapping[str, Sequence[float] | Tensor], sort: bool = True,
@@ -164,3 +173,100 @@ def rate_distortion(points: Mapping[str, tuple[Sequence[float], Sequence[float]]
     ax.set_ylabel("distortion: reconstruction (nats)")
     ax.legend(fontsize=8, frameon=False)
     return ax.figure
+
+
+# ----------------------------------------------------------------------------- the comparison chapters
+def _seed_runs(results: Any, seed: int | None) -> Mapping[str, Mapping[str, Any]]:
+    from .results import seed_runs
+
+    return results if isinstance(results, Mapping) else seed_runs(results, seed)
+
+
+def _legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 4) -> None:
+    """One legend for the whole figure, under its panels (taken from ``ax``)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+
+
+def rate_and_likelihood(df: Any, title: str | None = None) -> plt.Figure:
+    """Two panels for the runs of one dataset, one colour per method, one dot per seed: rate
+    against distortion with -ELBO iso-lines (:func:`rate_distortion`), and the IW-NLL against the
+    same rate.
+
+    ``df``: a :func:`vaeas.results.load_results` frame with ``method``, ``kl``, ``rec``,
+    ``iw_nll`` and ``iw_k`` (the number of importance samples, shown on the axis); methods in
+    order of appearance. ``title``: the figure's title (e.g. the dataset).
+    """
+    by_method = list(df.groupby("method", sort=False))
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.7))
+    rate_distortion({m: (g["kl"].tolist(), g["rec"].tolist()) for m, g in by_method}, ax=axes[0])
+    axes[0].get_legend().remove()
+    axes[0].set_ylabel("distortion: rec (nats)")
+    axes[0].set_title("rate vs distortion", fontsize=10)
+    for i, (m, g) in enumerate(by_method):
+        axes[1].scatter(g["kl"], g["iw_nll"], color=f"C{i}", label=m, s=28)
+    axes[1].set_xlabel("rate: KL (nats)")
+    ks = sorted({int(k) for k in df["iw_k"].dropna()}) if "iw_k" in df else []
+    axes[1].set_ylabel(f"IW-NLL, k={', '.join(map(str, ks))} (nats)" if ks else "IW-NLL (nats)")
+    axes[1].set_title("what the rate buys in likelihood", fontsize=10)
+    if title:
+        fig.suptitle(f"{title}: test rate, distortion and likelihood (each dot a seed)", fontsize=11)
+    _legend_below(fig, axes[0])
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    return fig
+
+
+def kl_schedules(results: Any, seed: int | None = None, offset: float = 0.012) -> plt.Figure:
+    """The KL weight each method trains with, update by update, in epochs: the schedule that the
+    run's own ``Trainer`` config builds (:func:`vaeas.results.kl_weight_curve`).
+
+    ``results``: result dicts (each method's run of ``seed``, default the smallest, is drawn) or a
+    mapping method -> result dict. Curve ``i`` is raised by ``i * offset`` so equal schedules stay
+    visible side by side.
+    """
+    from .results import kl_weight_curve, steps_per_epoch
+
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    for i, (m, r) in enumerate(_seed_runs(results, seed).items()):
+        ep, w = kl_weight_curve(r["trainer"], steps_per_epoch(r))
+        ax.plot(ep, w + offset * i, label=m, lw=1.4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("KL weight")
+    ax.legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title("the KL weight each method trains with (curves offset slightly)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def run_kl_per_dim(results: Any, seed: int | None = None, threshold: float | None = None) -> plt.Figure:
+    """:func:`kl_per_dim` of each method's run of one seed: the test KL per latent dimension from
+    its result's ``kl_per_dim`` metric, sorted high to low.
+
+    ``results``: result dicts (each method's run of ``seed``, default the smallest) or a mapping
+    method -> result dict; ``threshold``: a dashed line at that KL (nats).
+    """
+    runs = _seed_runs(results, seed)
+    return kl_per_dim({m: r["metrics"]["kl_per_dim"] for m, r in runs.items()}, threshold=threshold)
+
+
+def method_histories(results: Any, keys: Sequence[str] = ("val_kl", "val_au", "val_mi", "val_neg_elbo"),
+                     seed: int | None = None, title: str | None = None) -> plt.Figure:
+    """Each method's per-epoch history for one seed, one panel per key in ``keys`` (two per row),
+    one line per method, one legend under the panels.
+
+    ``results``: result dicts (each method's run of ``seed``, default the smallest) or a mapping
+    method -> result dict. ``title``: the figure's title.
+    """
+    histories = {m: r["history"] for m, r in _seed_runs(results, seed).items()}
+    rows = int(np.ceil(len(keys) / 2))
+    height = 2.4 * rows + 0.6
+    fig, axes = plt.subplots(rows, 2, figsize=(7, height), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        _history_panel(ax, histories, key)
+    for ax in axes.flat[len(keys):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _legend_below(fig, axes.flat[0])
+    fig.tight_layout(rect=(0, 0.55 / height, 1, 1))
+    return fig

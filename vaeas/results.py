@@ -1,5 +1,6 @@
 """Result files -> pandas: mean, sd and n per group, paired differences with t intervals, rank
-correlations, KL-weight curves and Markdown tables that fit a book column.
+correlations, KL-weight curves and Markdown tables that fit a book column, among them those of the
+comparison chapters (protocol, differences from a reference, KL profiles, checked claims).
 
 A result file (written by :func:`vaeas.sweep.write_result`, one per run) speaks the API's
 vocabulary only ::
@@ -28,7 +29,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -404,3 +405,175 @@ def show_table(header: Sequence[Any], rows: Sequence[Sequence[Any]], digits: int
         print(table)
     else:
         display(table)
+
+
+# ----------------------------------------------------------------------------- the comparison chapters
+#: Short metric names for the headers of :func:`differences_table` (``"Δ KL"``).
+SHORT: dict[str, str] = {
+    "neg_elbo": "−ELBO", "iw_nll": "IW-NLL", "kl": "KL", "rec": "rec", "mi_minibatch": "MI minibatch",
+    "mi_dataset": "MI dataset", "au": "AU", "probe_acc": "probe acc.",
+}
+
+#: One checked claim of a chapter: (claim, what is measured, the measured value, whether it holds).
+Claim = tuple[str, str, float, bool]
+
+
+Flags = Callable[[dict[str, Any]], list[str]]
+
+
+def protocol_table(cfg: Mapping[str, Any], grid: Sequence[Any], flags: Flags) -> MarkdownTable:
+    """The methods of a sweep grid and the ``vaeas train`` options each adds to the common ones.
+
+    ``cfg``: a sweep config (:func:`vaeas.sweep.load_config`); ``grid``: its runs
+    (:func:`vaeas.sweep.select`), methods in grid order; ``flags``: how options become flags,
+    :func:`vaeas.sweep.train_args` (passed in: ``sweep`` sits above this module). Options the config
+    sets for every run (``common``, ``eval``, ``fast``), the dataset and the seed are left out; a
+    method with nothing of its own shows ``"–"``. :func:`protocol_note` says the rest.
+    """
+    drop = {"dataset", "seed"} | set(cfg.get("common", {})) | set(cfg.get("eval", {})) | set(cfg.get("fast", {}))
+    rows = [[m, " ".join(flags({k: v for k, v in cfg["methods"][m].items() if k not in drop})) or "–"]
+            for m in dict.fromkeys(r.method for r in grid)]
+    return _markdown(["method", "options on top of the common ones"], rows)
+
+
+def protocol_note(cfg: Mapping[str, Any], grid: Sequence[Any], flags: Flags) -> str:
+    """Two lines under :func:`protocol_table` (same arguments): the options the config sets for
+    every run (``common``, and those a ``fast`` grid overrides) as flags, and the evaluation
+    settings (IW-NLL samples and number of images, MI batch, AU threshold) with the seeds. Which
+    images the IW-NLL used is a fact of each result, not of the config: :func:`iw_subset`."""
+    run0 = grid[0].options
+    common = set(cfg.get("common", {})) | set(cfg.get("fast", {}))
+    seeds = sorted({r.seed for r in grid})
+    return (f"common to every run: {' '.join(flags({k: v for k, v in run0.items() if k in common}))}\n"
+            f"evaluation: IW-NLL with k={run0['k']} importance samples on {run0['iw_size']} test images; "
+            f"MI minibatch B={run0['mi_batch']}; AU threshold delta={run0['delta']}; seeds {seeds}")
+
+
+def iw_subset(source: Source) -> str:
+    """Which images the runs' IW-NLL was measured on, in words, from each result's recorded
+    settings: ``"the first 1000 test images"`` for a result without ``subset_seed`` (written before
+    :func:`vaeas.metrics.evaluate` drew random subsets), ``"1000 random test images (subset seed
+    0)"`` for one with it, ``"all 10000 test images"`` when the subset is the whole split. Runs
+    that differ are listed one after the other (``"; "``); runs without an IW-NLL give ``"–"``."""
+    phrases: dict[str, list[int]] = {}
+    for r in read_results(source):
+        m = r["metrics"]
+        if "iw_n" not in m:
+            continue
+        split, n, iw_n = m.get("split", "test"), int(m.get("n", m["iw_n"])), int(m["iw_n"])
+        if iw_n >= n:
+            phrases.setdefault(f"all {n} {split} images", [])
+        elif "subset_seed" in m:
+            phrases.setdefault(f"{iw_n} random {split} images", []).append(int(m["subset_seed"]))
+        else:
+            phrases.setdefault(f"the first {iw_n} {split} images", [])
+    out = []
+    for text, seeds in phrases.items():
+        if seeds:
+            s = sorted(set(seeds))
+            text += f" (subset seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})"
+        out.append(text)
+    return "; ".join(out) or "–"
+
+
+def describe_runs(source: Source) -> str:
+    """What a set of runs holds and cost, in three lines: runs (methods × seeds), the sum of their
+    wall times and the mean IW-NLL time per run, and the IW-NLL's samples and images
+    (:func:`iw_subset`)."""
+    items = read_results(source)
+    df = load_results(items)
+    ks = sorted({int(r["metrics"]["iw_k"]) for r in items if "iw_k" in r["metrics"]})
+    return (f"{len(df)} runs ({df['method'].nunique()} methods x {df['seed'].nunique()} seeds)\n"
+            f"sum of the runs' wall times (training + evaluation): {df['wall_seconds'].sum() / 3600:.2f} h; "
+            f"IW-NLL alone: {df['seconds_iw'].mean():.0f} s per run on average\n"
+            f"IW-NLL: k={', '.join(map(str, ks)) or '–'} importance samples on {iw_subset(items)}")
+
+
+def seed_runs(source: Source, seed: int | None = None, dataset: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each method's result for one seed (default: the smallest seed of the runs), method ->
+    result dict in order of appearance; a method without that seed is left out. ``dataset`` keeps
+    one dataset (needed when the runs hold several)."""
+    items = [r for r in read_results(source) if dataset is None or r["dataset"] == dataset]
+    if len({r["dataset"] for r in items}) > 1:
+        raise ValueError("the runs hold several datasets: pass dataset=")
+    if seed is None:
+        seed = min((int(r["seed"]) for r in items), default=0)
+    out: dict[str, dict[str, Any]] = {}
+    for r in items:
+        if int(r["seed"]) == seed:
+            out.setdefault(r["method"], r)
+    return out
+
+
+def differences_table(df: pd.DataFrame, reference: str, keys: Sequence[str], methods: Sequence[str] | None = None,
+                      dataset: str | None = None, label: str | None = None, digits: int = 2) -> MarkdownTable:
+    """Mean over seeds of ``metric(method) − metric(reference)`` (:func:`paired_differences`, pairs
+    matched on seed), one row per method and one column per metric in ``keys`` (headers ``"Δ KL"``
+    ...), and a last row with the reference's seed-to-seed standard deviation as the yardstick.
+
+    ``methods``: the rows (default: every method but ``reference``, in order of appearance);
+    ``dataset``: the one to read (default: the frame's only one); ``label``: the reference's name
+    in the headers (default ``reference``), e.g. ``"vanilla"``.
+    """
+    keys = list(keys)
+    if dataset is None:
+        if df["dataset"].nunique() != 1:
+            raise ValueError("the frame holds several datasets: pass dataset=")
+        dataset = df["dataset"].iloc[0]
+    label = reference if label is None else label
+    diffs = paired_differences(df, reference, keys, methods=methods, dataset=dataset).set_index(["method", "metric"])
+    names = list(dict.fromkeys(diffs.index.get_level_values(0)))
+    ref_sd = summary(df, keys).loc[(dataset, reference)].xs("sd", level=1)
+    rows = [[m, *diffs.loc[m].loc[keys, "mean"]] for m in names]
+    rows.append([f"({label} seed sd)", *ref_sd[keys]])
+    return _markdown([f"method − {label}", *[f"Δ {SHORT.get(k, k)}" for k in keys]], rows, digits)
+
+
+def kl_profile_table(df: pd.DataFrame, threshold: float = 0.1, top: int = 5, digits: int = 2) -> MarkdownTable:
+    """How each method spreads its KL over the latent dimensions (:func:`kl_profile` of every run's
+    ``kl_per_dim``, then the mean over its seeds): dimensions with KL > ``threshold`` nats and the
+    share of the KL in the ``top`` largest dimensions, one row per method in order of appearance."""
+    profile = pd.DataFrame([kl_profile(v, threshold=threshold, top=top) for v in df["kl_per_dim"]], index=df.index)
+    rows = profile.groupby(df["method"], sort=False).mean().reset_index().values.tolist()
+    return _markdown(["method", f"dims with KL > {threshold:g} nats (mean over seeds)",
+                      f"share of the KL in the top {top} dims"], rows, digits)
+
+
+def estimator_claims(df: pd.DataFrame, tol: float = 1e-3) -> list[Claim]:
+    """The claims every run must satisfy at any size, as :data:`Claim` tuples: each minibatch MI
+    estimate at most its cap ``log B``, each dataset MI estimate at most ``log N`` (both up to
+    ``tol`` nats), and IW-NLL ≤ −ELBO on the same test images (``neg_elbo_iw``)."""
+    mb = float((df["mi_minibatch"] - df["mi_minibatch_cap"]).max())
+    ds = float((df["mi_dataset"] - df["mi_dataset_cap"]).max())
+    gap = float((df["neg_elbo_iw"] - df["iw_nll"]).min())
+    return [("every minibatch MI estimate ≤ its cap log B", "max (estimate − cap)", mb, mb <= tol),
+            ("every dataset MI estimate ≤ its cap log N", "max (estimate − cap)", ds, ds <= tol),
+            ("IW-NLL ≤ −ELBO on the same test images, for every run", "min (−ELBO − IW-NLL)", gap, gap >= 0)]
+
+
+def claims_table(claims: Sequence[Claim], digits: int = 2) -> MarkdownTable:
+    """Claims as a table: claim, measured as, value, holds (``"yes"``, or a bold ``"no"``)."""
+    return _markdown(["claim", "measured as", "value", "holds"],
+                     [[c, what, float(v), "yes" if ok else "**no**"] for c, what, v, ok in claims], digits)
+
+
+def check_claims(claims: Sequence[Claim], structural: int | None = None) -> None:
+    """Show :func:`claims_table` (a rendered table in a notebook, printed elsewhere), raise
+    ``AssertionError`` naming every claim that does not hold, else print how many hold;
+    ``structural``: how many of the first claims hold at any size (the rest are about full-size
+    results)."""
+    table = claims_table(claims)
+    try:
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython comes with Jupyter
+        print(table)
+    else:
+        display(table)
+    failed = [c for c, _, _, ok in claims if not ok]
+    if failed:
+        raise AssertionError(f"claims that do not hold: {failed}")
+    n = len(claims)
+    text = f"{n} claims hold"
+    if structural is not None:
+        text += f" ({structural} structural, {n - structural} about the full-size results)"
+    print(text)

@@ -1,0 +1,98 @@
+"""Tests of the book's figures (vaeas.plots) for the comparison chapters: the panels, their labels
+and data, and the width limit of the book's style (<= 7 in)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from vaeas import plots  # noqa: E402
+from vaeas import results as R  # noqa: E402
+
+TRAINERS = {"vae": {"epochs": 2}, "half": {"epochs": 2, "beta": 0.5},
+            "warm": {"epochs": 2, "kl_schedule": "linear", "warmup_epochs": 1}}
+
+
+def run(method, seed, kl, rec, iw_nll, dataset="mnist"):
+    """A result dict with the metrics the figures read and a two-epoch history of 5 updates each."""
+    history = [{"epoch": e, "step": 5 * e, "val_kl": kl + e + seed, "val_au": 2 + e, "val_mi": 0.5 * e,
+                "val_neg_elbo": kl + rec + 3 - e} for e in (1, 2)]
+    return {"name": f"{dataset}-{method}-s{seed}", "dataset": dataset, "method": method, "seed": seed,
+            "model": {}, "trainer": TRAINERS[method], "data": {}, "eval": {}, "versions": {}, "history": history,
+            "metrics": {"kl": kl, "rec": rec, "iw_nll": iw_nll, "iw_k": 100, "neg_elbo": kl + rec,
+                        "kl_per_dim": [kl / 2, kl / 4, kl / 4, 0.0]}}
+
+
+@pytest.fixture
+def runs():
+    yield [run(m, s, kl=1.0 + i + s, rec=50.0 - i - s, iw_nll=48.0 - 0.5 * i + 0.1 * s)
+           for i, m in enumerate(TRAINERS) for s in (1, 0)]
+    plt.close("all")
+
+
+def scatter_points(ax):
+    return [c.get_offsets().data.tolist() for c in ax.collections]
+
+
+def test_rate_and_likelihood_draws_each_method_in_both_panels(runs):
+    df = R.load_results(runs)
+    fig = plots.rate_and_likelihood(df, title="mnist")
+    left, right = fig.axes
+    assert fig.get_size_inches()[0] <= 7
+    assert left.get_xlabel() == right.get_xlabel() == "rate: KL (nats)"
+    assert left.get_ylabel() == "distortion: rec (nats)" and right.get_ylabel() == "IW-NLL, k=100 (nats)"
+    assert "mnist" in fig.get_suptitle() and left.get_legend() is None
+    # one scatter per method, one dot per seed, in order of appearance
+    assert scatter_points(left) == [[[1.0 + i + s, 50.0 - i - s] for s in (1, 0)] for i in range(3)]
+    assert scatter_points(right) == [[[1.0 + i + s, pytest.approx(48.0 - 0.5 * i + 0.1 * s)] for s in (1, 0)]
+                                     for i in range(3)]
+    assert [c.get_facecolor()[0].tolist() for c in left.collections] == \
+           [c.get_facecolor()[0].tolist() for c in right.collections]  # a method keeps its colour
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(TRAINERS)
+    assert len(left.lines) == 3  # the -ELBO iso-lines
+
+
+def test_kl_schedules_draws_each_methods_trainer_schedule(runs):
+    fig = plots.kl_schedules(runs, offset=0.01)
+    (ax,) = fig.axes
+    assert fig.get_size_inches()[0] <= 7 and ax.get_xlabel() == "epoch" and ax.get_ylabel() == "KL weight"
+    assert [line.get_label() for line in ax.lines] == list(TRAINERS)
+    for i, (line, method) in enumerate(zip(ax.lines, TRAINERS, strict=True)):
+        epochs, w = R.kl_weight_curve(TRAINERS[method], steps_per_epoch=5)
+        assert np.allclose(line.get_xdata(), epochs) and np.allclose(line.get_ydata(), w + 0.01 * i)
+    warm = ax.lines[2].get_ydata() - 0.02
+    assert warm[0] == 0.0 and warm[-1] == 1.0 and np.allclose(ax.lines[1].get_ydata(), 0.51)
+
+
+def test_method_histories_has_a_panel_per_key_and_a_line_per_method(runs):
+    fig = plots.method_histories(runs, title="seed 0")
+    assert fig.get_size_inches()[0] <= 7 and fig.get_suptitle() == "seed 0"
+    assert [ax.get_title() for ax in fig.axes] == ["KL (nats)", "active units", "MI (nats)", "-ELBO (nats)"]
+    kl = fig.axes[0]
+    assert [line.get_label() for line in kl.lines] == list(TRAINERS)
+    assert kl.lines[0].get_xdata().tolist() == [1, 2] and kl.lines[0].get_ydata().tolist() == [2.0, 3.0]  # seed 0
+    seed1 = plots.method_histories(runs, keys=["val_kl", "val_au", "val_mi"], seed=1)
+    assert len(seed1.axes) == 4 and not seed1.axes[3].axison  # three panels, the fourth left empty
+    assert seed1.axes[0].lines[0].get_ydata().tolist() == [4.0, 5.0]
+
+
+def test_run_kl_per_dim_sorts_each_methods_kl(runs):
+    fig = plots.run_kl_per_dim(runs, threshold=0.1)
+    (ax,) = fig.axes
+    heights = [p.get_height() for p in ax.patches]
+    assert fig.get_size_inches()[0] <= 7 and ax.get_ylabel() == "KL (nats)"
+    assert heights[:4] == [0.5, 0.25, 0.25, 0.0] and heights[4:8] == [1.0, 0.5, 0.5, 0.0]  # seed 0, sorted
+
+
+def test_history_keeps_one_row_of_panels():
+    fig = plots.history({"a": [{"epoch": 1, "val_kl": 1.0}, {"epoch": 2, "val_kl": ""}]}, keys=["val_kl", "kl_weight"],
+                        labels={"val_kl": "rate"})
+    assert fig.get_size_inches()[0] == pytest.approx(6.6)
+    assert [ax.get_title() for ax in fig.axes] == ["rate", "KL weight"]
+    assert fig.axes[0].lines[0].get_ydata().tolist() == [1.0] and fig.axes[1].lines[0].get_ydata().size == 0
+    plt.close("all")
