@@ -252,7 +252,7 @@ def text_corpus(
         path: the file or folder.
         max_len: the most words per sentence; ``x`` has ``max_len + 2`` columns.
         max_vocab: words kept besides the four special tokens.
-        too_long: what a sentence over ``max_len`` words does: ``"error"`` (a :class:`DataError`
+        too_long: what a sentence over ``max_len`` words does: ``"error"`` (a :class:`~vaeas.datasets.DataError`
             naming file, line, length and cap), ``"truncate"`` (keep its first ``max_len``
             words) or ``"drop"``.
 

@@ -31,14 +31,13 @@ import torch
 from .corpora import SYNTHETIC_SEED, SYNTHETIC_SIZES, TEXT_MAX_LEN, TEXT_MAX_VOCAB, synthetic_corpus, text_corpus
 from .datasets import DataError, find_root, mnist_tensors, omniglot_tensors, relative_source
 
+# DataError and find_root are re-exported from vaeas.datasets (documented there)
 __all__ = [
     "DATASETS",
-    "DataError",
     "Dataset",
     "Split",
     "batches",
     "binarize_fixed",
-    "find_root",
     "gaussian_dataset",
     "load_dataset",
 ]
@@ -439,7 +438,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 
 
 def _check_name(name: str, **options: Any) -> str:
-    """The lower-case name; a :class:`DataError` for an unknown name or an option (given as
+    """The lower-case name; a :class:`~vaeas.datasets.DataError` for an unknown name or an option (given as
     not None) that does not apply to it."""
     key = str(name).lower()
     if key not in DATASETS:
@@ -491,7 +490,7 @@ def load_dataset(
 
     Args:
         name: a name in :data:`DATASETS` (case-insensitive).
-        root: folder holding ``MNIST/raw`` or ``omniglot-py``; see :func:`find_root`.
+        root: folder holding ``MNIST/raw`` or ``omniglot-py``; see :func:`vaeas.datasets.find_root`.
         device: where to put the tensors (``"auto"`` is resolved by callers, not here).
         val_size: size of the validation split (default 5000 for MNIST and the synthetic
             corpus, 2000 for Omniglot).

@@ -6,7 +6,7 @@
 * :class:`Classifier`: optional hidden layer + one of the two heads;
 * :func:`batch_nll`: the weightless critic of the batch target, ``r(n | z_i) ∝ q(z_i | x_n)``.
 
-Also home of :data:`ACTIVATIONS`, the activation table :mod:`vaeas.models` shares.
+Also home of ``ACTIVATIONS``, the activation table :mod:`vaeas.models` shares.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class TwoLevelSoftmaxHead(nn.Module):
     sample is ``O(sqrt(C) * D)`` instead of ``O(C * D)`` for a dense softmax: with ``C = 55,000``
     training images that is ~470 instead of 55,000 logits.
 
-    With ``sparse=True`` (what :class:`VAEAS` uses) :meth:`nll` reads the per-class ``weight`` and
+    With ``sparse=True`` (what :class:`~vaeas.models.VAEAS` uses) :meth:`nll` reads the per-class ``weight`` and
     ``bias`` rows through ``F.embedding(..., sparse=True)``, so their gradients are sparse and
     :meth:`sparse_parameters` lists them for ``torch.optim.SparseAdam``: a row's value and Adam
     moments then change only on the steps where a sample of its group was in the batch.
