@@ -96,3 +96,21 @@ def test_history_keeps_one_row_of_panels():
     assert [ax.get_title() for ax in fig.axes] == ["rate", "KL weight"]
     assert fig.axes[0].lines[0].get_ydata().tolist() == [1.0] and fig.axes[1].lines[0].get_ydata().size == 0
     plt.close("all")
+
+
+def test_posterior_mean_space_plots_each_coordinate_against_the_truth():
+    q = np.array([[0.0, 0.1], [0.5, -0.2], [1.0, 0.3]])
+    p = np.array([[0.2, 0.0], [0.6, -0.4], [1.5, 0.2]])
+    fig = plots.posterior_mean_space(q, p, title="epoch 1")
+    assert len(fig.axes) == 2 and fig.get_figwidth() <= 7
+    for k, ax in enumerate(fig.axes):
+        x, y = ax.collections[0].get_offsets().T
+        assert np.allclose(x, q[:, k]) and np.allclose(y, p[:, k])       # encoder mean on x, truth on y
+        assert ax.get_xlim() == ax.get_ylim()                             # the y = x line is a diagonal
+        assert f"z_{k + 1}" in ax.get_xlabel()
+    plt.close(fig)
+    one = plots.posterior_mean_space(q[:, 0], p[:, 0])                    # a 1-D latent: one panel
+    assert len(one.axes) == 1
+    plt.close(one)
+    with pytest.raises(ValueError, match="N, 2"):
+        plots.posterior_mean_space(np.zeros((3, 3)), np.zeros((3, 3)))

@@ -270,3 +270,38 @@ def method_histories(results: Any, keys: Sequence[str] = ("val_kl", "val_au", "v
     _legend_below(fig, axes.flat[0])
     fig.tight_layout(rect=(0, 0.55 / height, 1, 1))
     return fig
+
+
+def posterior_mean_space(q_mean: Tensor | np.ndarray, p_mean: Tensor | np.ndarray,
+                         axes: Sequence[plt.Axes] | None = None, title: str | None = None,
+                         span: float | None = None) -> plt.Figure:
+    """He et al.'s (2019) *posterior-mean space*: encoder mean against the true posterior mean.
+
+    ``q_mean (N, D)`` is ``E_q(z|x)[z] = mu(x)`` and ``p_mean (N, D)`` the mean of the model's own
+    posterior ``p(z|x)`` (from :func:`vaeas.posterior.true_posterior_means`), for ``D`` of 1 or 2;
+    one panel per latent coordinate, with the line ``y = x`` on which an encoder that has caught up
+    with the model lies. Collapse shows as points squeezed onto ``x = 0`` (the encoder returns the
+    prior's mean) while the true posterior means still spread along ``y``. Returns the figure (7 in
+    wide for two panels).
+    """
+    q, p = _np(q_mean), _np(p_mean)
+    if q.ndim == 1:
+        q, p = q[:, None], p[:, None]
+    if q.shape != p.shape or q.shape[1] not in (1, 2):
+        raise ValueError(f"q_mean and p_mean must both be (N, 1) or (N, 2), got {q.shape} and {p.shape}")
+    d = q.shape[1]
+    if axes is None:
+        fig, axes = plt.subplots(1, d, figsize=(3.5 * d, 3.4), squeeze=False)
+        axes = list(axes[0])
+    fig = axes[0].figure
+    lim = span if span is not None else float(max(np.abs(q).max(), np.abs(p).max(), 1e-3)) * 1.05
+    for k, ax in enumerate(axes):
+        ax.plot([-lim, lim], [-lim, lim], color="0.5", lw=1, ls="--", zorder=0)
+        ax.scatter(q[:, k], p[:, k], s=6, alpha=0.5, color="C0")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
+               xlabel=f"approximate posterior mean, $z_{k + 1}$",
+               ylabel=f"true posterior mean, $z_{k + 1}$" if k == 0 else None)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
