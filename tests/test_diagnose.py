@@ -18,22 +18,6 @@ from vaeas.train import Trainer
 dg = importlib.import_module("vaeas.diagnose")
 
 
-def _fixed_x(self, seed, idx=None):
-    """Test-only stand-in for h1's ``Split.fixed_x`` (used when the data branch is not merged)."""
-    from vaeas.data import binarize_fixed
-
-    x = self.x if idx is None else self.x[idx.to(self.x.device)]
-    return x if self.binarized else binarize_fixed(x, seed)
-
-
-@pytest.fixture(autouse=True)
-def _split_has_fixed_x(monkeypatch):
-    from vaeas.data import Split
-
-    if not hasattr(Split, "fixed_x"):
-        monkeypatch.setattr(Split, "fixed_x", _fixed_x, raising=False)
-
-
 class ConstantEncoderVAE(nn.Module):
     """A user's model whose encoder ignores x: q(z|x) = N(0, I) for every x (the prior)."""
 

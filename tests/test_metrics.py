@@ -392,19 +392,11 @@ EVAL_KEYS = {"split", "n", "seed", "subset_seed", "neg_elbo", "rec", "kl", "kl_p
 
 
 def _fixed_x(self, seed, idx=None):
-    """Test-only stand-in for h1's ``Split.fixed_x`` (used when the data branch is not merged)."""
+    """``Split.fixed_x`` for the stand-in split class below."""
     from vaeas.data import binarize_fixed
 
     x = self.x if idx is None else self.x[idx.to(self.x.device)]
     return x if self.binarized else binarize_fixed(x, seed)
-
-
-@pytest.fixture(autouse=True)
-def _split_has_fixed_x(monkeypatch):
-    from vaeas.data import Split
-
-    if not hasattr(Split, "fixed_x"):
-        monkeypatch.setattr(Split, "fixed_x", _fixed_x, raising=False)
 
 
 @dataclass
