@@ -68,6 +68,8 @@ def _subprocess_env(**extra):
     (["--k", "-1"], "--k"),
     (["--seed", "-3"], "--seed"),
     (["--mi-batch", "0"], "--mi-batch"),
+    (["--snapshots", "0,x"], "--snapshots"),
+    (["--snapshots", "-1"], "--snapshots"),
     (["--no-such-flag"], "--no-such-flag"),
 ])
 def test_bad_train_arguments(args, fragment, capsys, tmp_path):
@@ -378,6 +380,7 @@ def test_out_in_a_read_only_folder(capsys, tmp_path):
     (["--detach-aux"], "vaeas"),
     (["--word-dropout", "1.5"], "--word-dropout"),
     (["--target", "nope"], "--target"),
+    (["--epochs", "2", "--snapshots", "0,3"], "--snapshots"),
 ])
 def test_bad_combinations(args, fragment, capsys, tmp_path):
     code, _, err = run(["train", "--out", tmp_path / "r", "--device", "cpu", *args], capsys)

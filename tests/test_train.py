@@ -20,6 +20,8 @@ from vaeas.train import (
     encoder_decoder_parameters,
     load_checkpoint,
     load_model,
+    load_snapshot,
+    snapshot_path,
     resolve_device,
     write_history_csv,
 )
@@ -422,12 +424,36 @@ def test_encoder_inner_loop_touches_only_the_encoder(data):
     assert 2 * AGG["aggressive_check_every"] <= steps <= AGG["aggressive_max_inner"]
     assert all(torch.equal(p, q) for p, q in zip(dec, dec0, strict=True))  # bit-identical
     assert any(not torch.equal(p, q) for p, q in zip(enc, enc0, strict=True))
+    assert all(p.requires_grad for p in model.parameters())  # the freeze of the decoder side is undone
     # and the decoder-side update leaves the encoder alone
     enc1 = _state(enc)
     batch = next(iter(vaeas_batches(data.train, 64, generator=run.gen)))
     trainer._step(run, batch, 1.0, ("decoder", "sparse"))
     assert all(torch.equal(p, q) for p, q in zip(enc, enc1, strict=True))
     assert any(not torch.equal(p, q) for p, q in zip(dec, dec0, strict=True))
+
+
+def test_inner_loop_skips_decoder_weight_gradients_and_restores_them_on_error(data, monkeypatch):
+    model = _model()
+    trainer = Trainer(epochs=1, **AGG, **FAST)
+    run = trainer._setup(model, data, None, resume=False)
+    enc, dec = encoder_decoder_parameters(model)
+    seen = []
+    step = trainer._step
+
+    def spy(run_, batch, w, names):
+        seen.append((all(p.requires_grad for p in enc), any(p.requires_grad for p in dec)))
+        parts, loss = step(run_, batch, w, names)
+        assert all(p.grad is None for p in dec)  # no decoder weight gradient was computed
+        if len(seen) == 3:
+            raise RuntimeError("boom")
+        return parts, loss
+
+    monkeypatch.setattr(trainer, "_step", spy)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer._encoder_inner_loop(run, kl_weight=1.0)
+    assert seen == [(True, False)] * 3
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_inner_loop_stops_when_the_block_mean_stops_falling(data, monkeypatch):
@@ -512,3 +538,37 @@ def test_instance_head_rows_use_sparse_adam_also_when_aggressive(data, tmp_path)
     ckpt = load_checkpoint(tmp_path / CHECKPOINT)
     assert set(ckpt["optimizers"]) == {"encoder", "decoder", "sparse"}
     assert all(math.isfinite(r["train_ce"]) for r in hist)
+
+
+# --------------------------------------------------------------------------- snapshots
+def test_snapshots_keep_the_weights_of_those_epochs(data, tmp_path):
+    model = _model(seed=0)
+    init = _model(seed=0)
+    trainer = Trainer(epochs=3, seed=1, snapshots=(2, 0), **FAST)
+    trainer.fit(model, data, out_dir=tmp_path / "A")
+    assert sorted(p.name for p in (tmp_path / "A").glob("snapshot-*.pt")) == ["snapshot-0.pt", "snapshot-2.pt"]
+    _assert_same_weights(load_snapshot(_model(seed=9), tmp_path / "A", 0), init)
+    at2 = _model(seed=0)
+    Trainer(epochs=3, seed=1, **FAST).fit(at2, data, out_dir=tmp_path / "B", stop_after=2)
+    _assert_same_weights(load_snapshot(_model(seed=9), tmp_path / "A", 2), at2)
+    assert load_snapshot(_model(), tmp_path / "A", 1) is None  # not kept
+    assert snapshot_path(tmp_path / "A", 2).is_file()
+    with pytest.raises(ResumeMismatch):
+        load_snapshot(_model(latent_dim=4), tmp_path / "A", 2)
+
+
+def test_snapshots_do_not_change_training_and_may_change_on_resume(data, tmp_path):
+    a = _model(seed=0)
+    hist_a = Trainer(epochs=2, seed=3, **FAST).fit(a, data)
+    b = _model(seed=0)
+    Trainer(epochs=2, seed=3, snapshots=(1,), **FAST).fit(b, data, out_dir=tmp_path, stop_after=1)
+    hist_b = Trainer(epochs=2, seed=3, snapshots=(1, 2), **FAST).fit(b, data, out_dir=tmp_path, resume=True)
+    assert _strip(hist_b) == _strip(hist_a)
+    _assert_same_weights(a, b)
+    assert (tmp_path / "snapshot-1.pt").is_file() and (tmp_path / "snapshot-2.pt").is_file()
+
+
+@pytest.mark.parametrize("snapshots", [(-1,), (4,)])
+def test_snapshot_epochs_outside_the_run_are_refused(snapshots):
+    with pytest.raises(ValueError, match="snapshot"):
+        Trainer(epochs=3, snapshots=snapshots, **FAST)

@@ -84,6 +84,16 @@ def _sizes(s: str) -> tuple[int, ...]:
     return sizes
 
 
+def _epochs_list(s: str) -> tuple[int, ...]:
+    try:
+        epochs = tuple(int(p) for p in s.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 0,1,3, got {s!r}") from None
+    if any(e < 0 for e in epochs):
+        raise argparse.ArgumentTypeError(f"snapshot epochs must be >= 0, got {s!r}")
+    return epochs
+
+
 def _shard(s: str) -> tuple[int, int]:
     try:
         i, n = (int(p) for p in s.split("/"))
@@ -193,6 +203,8 @@ def _training_args(g: Any) -> None:
     g.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     g.add_argument("--compile", action="store_true", help="torch.compile the loss")
     g.add_argument("--val-size", type=_positive_int, default=2000)
+    g.add_argument("--snapshots", type=_epochs_list, default=(),
+                   help="keep the weights after these epochs (0 = before training), e.g. 0,1,3")
     g.add_argument("--out", required=True, help="run folder (created)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--no-pictures", action="store_true",
@@ -254,6 +266,8 @@ def _check_train_flags(a: argparse.Namespace) -> None:
         raise UsageError(f"{a.out} already holds a run; pass --resume to continue it or choose another --out")
     if a.model == "vae" and (a.lam is not None or a.head_hidden is not None or a.detach_aux):
         raise UsageError("--lam, --head-hidden and --detach-aux only apply to --model vaeas")
+    if any(e > a.epochs for e in a.snapshots):
+        raise UsageError(f"--snapshots asks for epoch {max(a.snapshots)} of a run of {a.epochs} epochs")
     if a.arch == "conv" and (a.hidden or a.decoder_hidden):
         raise UsageError("--hidden/--decoder-hidden do not apply to --arch conv")
     if (a.dataset == "text") != (a.text_file is not None):
@@ -308,7 +322,8 @@ def _trainer(a: argparse.Namespace, device: Any) -> Any:
                    beta=a.beta, warmup_epochs=a.warmup_epochs, cycles=a.cycles, ratio=a.ratio,
                    free_bits=a.free_bits, seed=a.seed, device=str(device), amp=a.amp,
                    compile=a.compile, val_size=a.val_size, progress=not a.quiet,
-                   aggressive=a.aggressive, aggressive_max_inner=a.aggressive_max_inner)
+                   aggressive=a.aggressive, aggressive_max_inner=a.aggressive_max_inner,
+                   snapshots=a.snapshots)
 
 
 def _eval_settings(a: argparse.Namespace) -> dict[str, Any]:

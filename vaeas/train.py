@@ -48,7 +48,7 @@ HISTORY = "history.csv"
 #: Trainer settings that may change when a run is resumed (more epochs continue a run; the rest
 #: changes where or how visibly it runs, not what it computes).
 RESUMABLE_CHANGES = frozenset({"epochs", "device", "amp", "compile", "progress", "log", "check_every",
-                               "extra"})
+                               "snapshots", "extra"})
 
 # Earlier names of the atomic writers (kept for notebooks and tests): the one helper is vaeas.io.
 atomic_save = save_torch
@@ -161,6 +161,10 @@ class Trainer:
     rise above the previous epoch's, the mode is switched off for good and both sides are updated
     together. The history then has ``aggressive`` (1 for an epoch trained so) and ``inner_steps``.
 
+    ``snapshots`` lists epochs after which the model's weights are kept as ``snapshot-<epoch>.pt``
+    in the run folder (0: the weights before training), for figures of a model during training;
+    read one back with :func:`load_snapshot`.
+
     ``device="auto"`` picks CUDA, then MPS, then CPU; ``amp=True`` runs the forward pass under bf16
     autocast on CUDA; ``compile=True`` wraps the loss in :func:`torch.compile`. ``progress`` shows a
     tqdm bar (terminal or notebook); ``log=True`` prints one plain line per epoch instead (for
@@ -189,6 +193,7 @@ class Trainer:
     aggressive: bool = False
     aggressive_max_inner: int = 100
     aggressive_check_every: int = 15
+    snapshots: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -204,6 +209,9 @@ class Trainer:
             raise ValueError("check_every and val_size must be >= 1")
         if self.aggressive_max_inner < 1 or self.aggressive_check_every < 1:
             raise ValueError("aggressive_max_inner and aggressive_check_every must be >= 1")
+        self.snapshots = tuple(sorted({int(e) for e in self.snapshots}))
+        if any(e < 0 or e > self.epochs for e in self.snapshots):
+            raise ValueError(f"snapshot epochs must lie in 0..{self.epochs}, got {list(self.snapshots)}")
 
     # ------------------------------------------------------------------ settings
     def config(self) -> dict[str, Any]:
@@ -289,6 +297,7 @@ class Trainer:
         if ckpt is None:
             torch.manual_seed(self.seed)
             run.gen.manual_seed(self.seed)
+            self._snapshot(run)
         else:
             self._restore(run, ckpt)
         return run
@@ -406,6 +415,10 @@ class Trainer:
         """Aggressive mode: update the encoder alone on random training batches until the mean
         loss of a block of ``aggressive_check_every`` steps is not below the previous block's, or
         ``aggressive_max_inner`` steps; returns the number of steps taken."""
+        with _frozen_except(run.model, run.optimizers["encoder"]):
+            return self._inner_steps(run, kl_weight)
+
+    def _inner_steps(self, run: _Run, kl_weight: float) -> int:
         best = math.inf
         block = torch.zeros((), device=run.device)
         for k in range(1, self.aggressive_max_inner + 1):
@@ -494,3 +507,45 @@ class Trainer:
         }
         save_torch(ckpt, run.out / CHECKPOINT)
         write_csv(run.history, run.out / HISTORY)
+        self._snapshot(run)
+
+    def _snapshot(self, run: _Run) -> None:
+        if run.out is not None and run.epoch in self.snapshots:
+            save_torch({"epoch": run.epoch, "model": run.model.state_dict(),
+                        "model_config": getattr(run.model, "config", {})}, snapshot_path(run.out, run.epoch))
+
+
+@contextmanager
+def _frozen_except(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Turn off ``requires_grad`` for every parameter ``optimizer`` does not update, and back on:
+    an encoder-only step then skips the decoder's weight gradients (a third of its backward pass)
+    while the gradient still flows through the decoder to z."""
+    keep = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in keep]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def snapshot_path(out_dir: str | os.PathLike, epoch: int) -> Path:
+    """Where ``Trainer(snapshots=...)`` keeps the weights after ``epoch`` epochs of a run."""
+    return Path(out_dir) / f"snapshot-{int(epoch)}.pt"
+
+
+def load_snapshot(model: VAE, out_dir: str | os.PathLike, epoch: int) -> VAE | None:
+    """Load the weights a run kept after ``epoch`` epochs into ``model`` and return it (None when
+    the run kept no such snapshot). Raises :class:`ResumeMismatch` when it is another model's."""
+    path = snapshot_path(out_dir, epoch)
+    if not path.is_file():
+        return None
+    snap = load_checkpoint(path, "cpu")
+    diff = _differences(snap.get("model_config") or {}, getattr(model, "config", {}) or {})
+    if diff:
+        raise ResumeMismatch(f"{path} was written for a different model ({'; '.join(diff[:3])})")
+    device = next(model.parameters()).device
+    model.load_state_dict(snap["model"])
+    return model.to(device)
