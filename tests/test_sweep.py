@@ -105,6 +105,8 @@ def test_committed_configs_pass_validation():
     ({"eval": {"k": -5}}, "--k"),
     ({"methods": {"beta": {"beta": "half"}}}, "--beta"),
     ({"common": {"seed": 3}}, "set by the sweep"),
+    ({"common": {"arch": "mlp", "latent": 4, "epochs": 3, "snapshots": "0,3"}}, r"snapshot epoch 3 is past its 2 epochs"),
+    ({"common": {"arch": "mlp", "latent": 4, "epochs": 3, "snapshots": "0,2"}}, r"\(fast\): snapshot epoch 2"),
 ])
 def test_validate_config_names_the_problem(change, fragment):
     with pytest.raises(sweep.SweepError, match=fragment) as info:

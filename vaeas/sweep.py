@@ -154,9 +154,12 @@ def _check_options(cfg: dict[str, Any], parser: Any, known: set[str], fail: Any)
     for fast in (False, True) if "fast" in cfg else (False,):
         for run in expand(cfg, fast):
             try:
-                parser.parse_args([*train_args(run.options), "--out", "x"])
+                ns = parser.parse_args([*train_args(run.options), "--out", "x"])
             except ValueError as exc:
                 fail(f"run {run.name}{' (fast)' if fast else ''}: {exc}")
+            if any(e > ns.epochs for e in ns.snapshots):
+                fail(f"run {run.name}{' (fast)' if fast else ''}: snapshot epoch {max(ns.snapshots)} "
+                     f"is past its {ns.epochs} epochs")
 
 
 def expand(cfg: dict[str, Any], fast: bool = False) -> list[Run]:
