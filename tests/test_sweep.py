@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
+import torch
 
 from vaeas import sweep
 from vaeas.data import DataError, find_root
@@ -105,7 +107,8 @@ def test_committed_configs_pass_validation():
     ({"eval": {"k": -5}}, "--k"),
     ({"methods": {"beta": {"beta": "half"}}}, "--beta"),
     ({"common": {"seed": 3}}, "set by the sweep"),
-    ({"common": {"arch": "mlp", "latent": 4, "epochs": 3, "snapshots": "0,3"}}, r"snapshot epoch 3 is past its 2 epochs"),
+    ({"common": {"arch": "mlp", "latent": 4, "epochs": 3, "snapshots": "0,3"}},
+     r"snapshot epoch 3 is past its 2 epochs"),
     ({"common": {"arch": "mlp", "latent": 4, "epochs": 3, "snapshots": "0,2"}}, r"\(fast\): snapshot epoch 2"),
 ])
 def test_validate_config_names_the_problem(change, fragment):
@@ -187,3 +190,36 @@ def test_train_or_load_loads_without_training(tmp_path, monkeypatch):
     assert [r["name"] for r in results] == [r.name for r in runs]  # grid order, not file order
     with pytest.raises(AssertionError, match="trained although"):
         sweep.train_or_load(cfg, fast=True, datasets=["mnist"])  # mnist results are missing
+
+
+# --------------------------------------------------------------------------- snapshots of a run
+SNAP_GRID = {
+    "results": "results/snap",
+    "runs": "runs/snap",
+    "datasets": ["synthetic"],
+    "seeds": [0],
+    "common": {"arch": "lstm", "latent": 2, "embed_dim": 8, "lstm_hidden": 8, "epochs": 2, "limit": 128,
+               "val_size": 64, "batch_size": 64, "device": "cpu"},
+    "eval": {"k": 2, "iw_size": 4, "no_probe": True},
+    "methods": {"vae": {}},
+}
+
+
+def test_run_snapshots_trains_once_then_loads(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[1]
+    (repo / "data").mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").symlink_to(repo / "data")  # the synthetic corpus' cache, generated once
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p))
+    cfg = write_config(tmp_path / "snap.json", SNAP_GRID)
+    models = sweep.run_snapshots(cfg, "vae", 0, [2, 0])
+    assert sorted(models) == [0, 2]
+    assert (tmp_path / "runs/snap/synthetic-vae-s0-snapshots/snapshot-2.pt").is_file()
+    w0, w2 = (torch.cat([p.flatten() for p in models[e].parameters()]) for e in (0, 2))
+    assert not torch.equal(w0, w2) and not models[2].training  # trained between the two; eval mode
+    monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: pytest.fail("trained again"))
+    again = sweep.run_snapshots(cfg, "vae", 0, [0, 2])
+    assert torch.equal(torch.cat([p.flatten() for p in again[2].parameters()]), w2)
+    with pytest.raises(sweep.SweepError, match="no run of method 'beta' with seed 0"):
+        sweep.run_snapshots(cfg, "beta", 0, [0])

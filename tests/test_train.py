@@ -21,8 +21,8 @@ from vaeas.train import (
     load_checkpoint,
     load_model,
     load_snapshot,
-    snapshot_path,
     resolve_device,
+    snapshot_path,
     write_history_csv,
 )
 

@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,41 @@ def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[
         if run_sweep(config, fast=fast, datasets=datasets, device=device) != 0:
             raise SweepError(f"some runs of {Path(config).name} failed (see the messages above)")
     return read_results([res_dir / f"{r.name}.json" for r in runs])  # an older-layout file is upgraded
+
+
+def run_snapshots(config: str | os.PathLike, method: str, seed: int, epochs: Sequence[int],
+                  fast: bool = False, dataset: str | None = None) -> dict[int, Any]:
+    """The models of one run of the grid after each of ``epochs`` epochs (0: before training),
+    ``{epoch: model}`` on the CPU in eval mode: train or load.
+
+    They are read from the run's own folder when it kept those snapshots (``--snapshots`` in the
+    config); otherwise the run is trained again, with the same options and these snapshots, in
+    ``<runs>/<name>-snapshots`` (resumable; evaluated only briefly, as its metrics are not used).
+    """
+    from .train import load_model, snapshot_path
+
+    cfg = load_config(config)
+    _, run_dir = folders(cfg, fast)
+    runs = [r for r in select(cfg, fast, [dataset] if dataset else None, name=Path(config).name)
+            if r.method == method and r.seed == seed]
+    if not runs:
+        raise SweepError(f"{Path(config).name} has no run of method {method!r} with seed {seed}")
+    run, wanted = runs[0], sorted({int(e) for e in epochs})
+    folders_ = [run_dir / run.name, run_dir / f"{run.name}-snapshots"]
+    have = [f for f in folders_ if all(snapshot_path(f, e).is_file() for e in wanted)]
+    if not have:
+        out = folders_[1]
+        opts = {**run.options, "snapshots": ",".join(map(str, wanted)), "k": 2, "iw_size": 2,
+                "no_probe": True}
+        cmd = [sys.executable, "-m", "vaeas", "train", *train_args(opts), "--out", str(out), "--quiet"]
+        if (out / "checkpoint.pt").is_file():
+            cmd.append("--resume")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise SweepError(f"training the snapshots of {run.name} failed (exit {proc.returncode}): {msg}")
+        have = [out]
+    return {e: load_model(snapshot_path(have[0], e)).eval() for e in wanted}
 
 
 def train_args(options: dict[str, Any]) -> list[str]:
