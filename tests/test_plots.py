@@ -114,3 +114,22 @@ def test_posterior_mean_space_plots_each_coordinate_against_the_truth():
     plt.close(one)
     with pytest.raises(ValueError, match="N, 2"):
         plots.posterior_mean_space(np.zeros((3, 3)), np.zeros((3, 3)))
+
+
+def test_posterior_mean_grid_one_row_per_method_one_column_per_epoch():
+    q = np.array([[0.0, 0.1], [0.5, -0.2], [1.0, 0.3]])
+    p = np.array([[0.2, 0.0], [0.6, -0.4], [1.5, 0.2]])
+    studies = {"vae": {0: {"q_mean": q, "p_mean": p}, 3: {"q_mean": q * 0, "p_mean": p}},
+               "aggressive": {0: {"q_mean": q, "p_mean": p}, 3: {"q_mean": p, "p_mean": p}}}
+    fig = plots.posterior_mean_grid(studies, coord=1)
+    assert len(fig.axes) == 4 and fig.get_figwidth() <= 7
+    top_right, bottom_right = fig.axes[1], fig.axes[3]
+    assert top_right.get_title() == "epoch 3" and fig.axes[0].get_title() == "before training"
+    x, y = top_right.collections[0].get_offsets().T
+    assert np.allclose(x, 0) and np.allclose(y, p[:, 1])        # vae at epoch 3: the encoder says 0
+    x, y = bottom_right.collections[0].get_offsets().T
+    assert np.allclose(x, y)                                      # on the diagonal: caught up
+    assert "aggressive" in fig.axes[2].get_ylabel()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least one"):
+        plots.posterior_mean_grid({})

@@ -223,3 +223,10 @@ def test_run_snapshots_trains_once_then_loads(tmp_path, monkeypatch):
     assert torch.equal(torch.cat([p.flatten() for p in again[2].parameters()]), w2)
     with pytest.raises(sweep.SweepError, match="no run of method 'beta' with seed 0"):
         sweep.run_snapshots(cfg, "beta", 0, [0])
+    # the posterior-mean space of those snapshots: encoder means, grid means, and a cache
+    study = sweep.posterior_means(cfg, "vae", 0, [0, 2], n=6, grid=5, cache=tmp_path / "pm.json")
+    assert sorted(study) == [0, 2]
+    assert study[2]["q_mean"].shape == study[2]["p_mean"].shape == (6, 2) and study[2]["border_mass"].shape == (6,)
+    assert abs(study[2]["p_mean"]).max() <= 4.0  # a mean of grid points lies inside the grid
+    again = sweep.posterior_means(cfg, "vae", 0, [0, 2], n=6, grid=5, cache=tmp_path / "pm.json")  # no training
+    assert all(abs(again[e][k] - study[e][k]).max() < 1e-4 for e in study for k in study[e])

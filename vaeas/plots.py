@@ -305,3 +305,36 @@ def posterior_mean_space(q_mean: Tensor | np.ndarray, p_mean: Tensor | np.ndarra
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def posterior_mean_grid(studies: Mapping[str, Mapping[int, Mapping[str, Any]]], coord: int = 0,
+                        span: float | None = None, epoch_label: str = "epoch {e}") -> plt.Figure:
+    """:func:`posterior_mean_space` for several methods (rows) at several points of training
+    (columns), one latent coordinate ``coord``: ``studies[method][epoch]`` holds ``q_mean`` and
+    ``p_mean`` (``(N, D)``, as from :func:`vaeas.sweep.posterior_means`). Shared axes, 7 in wide."""
+    methods = list(studies)
+    epochs = sorted({e for m in methods for e in studies[m]})
+    if not methods or not epochs:
+        raise ValueError("posterior_mean_grid needs at least one method and one epoch")
+    lim = span if span is not None else 1.05 * max(
+        float(np.abs(_np(d[k])[:, coord]).max()) for m in methods for d in studies[m].values()
+        for k in ("q_mean", "p_mean"))
+    ncol = len(epochs)
+    fig, axes = plt.subplots(len(methods), ncol, figsize=(7, 7 / ncol * len(methods) + 0.6), squeeze=False,
+                             sharex=True, sharey=True)
+    for i, m in enumerate(methods):
+        for j, e in enumerate(epochs):
+            ax = axes[i, j]
+            ax.plot([-lim, lim], [-lim, lim], color="0.5", lw=1, ls="--", zorder=0)
+            if e in studies[m]:
+                q, p = _np(studies[m][e]["q_mean"]), _np(studies[m][e]["p_mean"])
+                ax.scatter(q[:, coord], p[:, coord], s=4, alpha=0.4, color="C0", rasterized=True)
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+            if i == 0:
+                ax.set_title("before training" if e == 0 else epoch_label.format(e=e), fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"{m}\ntrue mean")
+            if i == len(methods) - 1:
+                ax.set_xlabel("encoder mean")
+    fig.tight_layout()
+    return fig

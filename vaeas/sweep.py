@@ -255,6 +255,50 @@ def run_snapshots(config: str | os.PathLike, method: str, seed: int, epochs: Seq
     return {e: load_model(snapshot_path(have[0], e)).eval() for e in wanted}
 
 
+def posterior_means(config: str | os.PathLike, method: str, seed: int, epochs: Sequence[int], n: int = 500,
+                    grid: int = 30, span: float = 4.0, fast: bool = False, dataset: str | None = None,
+                    cache: str | os.PathLike | None = None) -> dict[int, dict[str, Any]]:
+    """He et al.'s posterior-mean space of one run of the grid at several points of its training.
+
+    For ``n`` random test inputs (seeded subset, seed 0) and each epoch of ``epochs`` (the models of
+    :func:`run_snapshots`): ``{epoch: {"q_mean": (n, D), "p_mean": (n, D), "p_std": (n, D),
+    "border_mass": (n,)}}`` as NumPy arrays -- the encoder's mean and the mean of the model's own
+    posterior on a ``grid**D`` grid over ``[-span, span]^D`` (:func:`vaeas.posterior.true_posterior`).
+    With ``cache``, a JSON file of those numbers is read when it holds these settings and written
+    otherwise, so the ``n * grid**D`` decoder passes per epoch are paid once.
+    """
+    import numpy as np
+    import torch
+
+    from .data import load_dataset
+    from .metrics import subset_indices
+    from .posterior import true_posterior
+
+    settings = {"config": Path(config).name, "method": method, "seed": int(seed), "fast": bool(fast),
+                "epochs": sorted({int(e) for e in epochs}), "n": int(n), "grid": int(grid), "span": float(span)}
+    if cache is not None and Path(cache).is_file():
+        stored = json.loads(Path(cache).read_text())
+        if stored.get("settings") == settings:
+            return {int(e): {k: np.asarray(v) for k, v in d.items()} for e, d in stored["epochs"].items()}
+    models = run_snapshots(config, method, seed, settings["epochs"], fast=fast, dataset=dataset)
+    run = next(r for r in select(load_config(config), fast, [dataset] if dataset else None)
+               if r.method == method and r.seed == seed)
+    data = load_dataset(run.dataset, limit=run.options.get("limit"), max_len=run.options.get("max_len"))
+    x = data.test.x[subset_indices(len(data.test), n, seed=0)]
+    out: dict[int, dict[str, Any]] = {}
+    for e, model in models.items():
+        with torch.no_grad():
+            mu = model.encode(x)[0]
+        post = true_posterior(model, x, span=span, grid=grid)
+        out[e] = {"q_mean": mu.numpy(), "p_mean": post["mean"].numpy(), "p_std": post["std"].numpy(),
+                  "border_mass": post["border_mass"].numpy()}
+    if cache is not None:
+        payload = {"settings": settings,
+                   "epochs": {str(e): {k: np.round(v, 5).tolist() for k, v in d.items()} for e, d in out.items()}}
+        write_json(payload, Path(cache))
+    return out
+
+
 def train_args(options: dict[str, Any]) -> list[str]:
     """``{"warmup_epochs": 5, "amp": True}`` -> ``["--warmup-epochs", "5", "--amp"]``."""
     args: list[str] = []
