@@ -133,3 +133,24 @@ def test_posterior_mean_grid_one_row_per_method_one_column_per_epoch():
     plt.close(fig)
     with pytest.raises(ValueError, match="at least one"):
         plots.posterior_mean_grid({})
+
+
+def test_lambda_paths_draws_baselines_as_points_and_targets_as_paths():
+    import pandas as pd
+
+    rows = []
+    for seed in (0, 1):
+        rows += [dict(method="vae", seed=seed, kl=0.0, rec=45.0 + seed, iw_nll=44.9, iw_k=500),
+                 dict(method="beta", seed=seed, kl=4.0, rec=42.0, iw_nll=45.2, iw_k=500)]
+        rows += [dict(method=f"label_l{lam:g}", seed=seed, kl=lam / 10, rec=44.0 - lam / 100, iw_nll=45.0, iw_k=500)
+                 for lam in (1, 10, 100)]
+    df = pd.DataFrame(rows)
+    fig = plots.lambda_paths(df, ["vae", "beta"], {"label": [(100, "label_l100"), (1, "label_l1"), (10, "label_l10")]})
+    left, right = fig.axes[:2]
+    path = [ln for ln in left.get_lines() if ln.get_label() == "VAE-AS label"][0]
+    assert list(path.get_xdata()) == [0.1, 1.0, 10.0]                   # sorted by lambda
+    assert [t.get_text() for t in left.texts] == ["1", "10", "100"]
+    assert fig.get_figwidth() <= 7 and "k=500" in right.get_ylabel()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at most 10"):
+        plots.lambda_paths(df, [f"m{i}" for i in range(11)], {})

@@ -338,3 +338,53 @@ def posterior_mean_grid(studies: Mapping[str, Mapping[int, Mapping[str, Any]]], 
                 ax.set_xlabel("encoder mean")
     fig.tight_layout()
     return fig
+
+
+def lambda_paths(df: Any, baselines: Sequence[str], paths: Mapping[str, Sequence[tuple[float, str]]],
+                 title: str | None = None) -> plt.Figure:
+    """Every method on the rate–distortion plane and against the likelihood, with each VAE-AS target
+    drawn as a path over its weight λ.
+
+    ``df``: a :func:`vaeas.results.load_results` frame (``method``, ``kl``, ``rec``, ``iw_nll``) of
+    one dataset. ``baselines``: methods drawn as one marker each (their mean over seeds, seeds as
+    small dots); ``paths``: target -> ``[(lam, method), ...]``, drawn as a line through the means in
+    order of ``lam`` with each point labelled by its λ. Left: rate against distortion with dashed
+    −ELBO iso-lines; right: rate against IW-NLL. At most 10 colours (baselines, then paths).
+    """
+    n_colours = len(baselines) + len(paths)
+    if n_colours > 10:
+        raise ValueError(f"lambda_paths draws at most 10 methods and paths, got {n_colours}")
+    means = df.groupby("method", sort=False)[["kl", "rec", "iw_nll"]].mean()
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.9))
+    markers = "osD^vP*Xhp"
+    for i, m in enumerate(baselines):
+        g = df[df["method"] == m]
+        for ax, y in zip(axes, ("rec", "iw_nll"), strict=True):
+            ax.scatter(g["kl"], g[y], color=f"C{i}", s=8, alpha=0.35)
+            ax.scatter(means.loc[m, "kl"], means.loc[m, y], color=f"C{i}", marker=markers[i], s=46,
+                       edgecolor="k", linewidth=0.5, label=m, zorder=3)
+    for j, (target, pts) in enumerate(paths.items(), start=len(baselines)):
+        pts = sorted((float(lam), m) for lam, m in pts if m in means.index)
+        for ax, y in zip(axes, ("rec", "iw_nll"), strict=True):
+            xs = [means.loc[m, "kl"] for _, m in pts]
+            ys = [means.loc[m, y] for _, m in pts]
+            ax.plot(xs, ys, color=f"C{j}", marker="o", ms=4, lw=1.4, label=f"VAE-AS {target}", zorder=2)
+            if ax is axes[0]:
+                for (lam, _), xx, yy in zip(pts, xs, ys, strict=True):
+                    ax.annotate(f"{lam:g}", (xx, yy), textcoords="offset points", xytext=(3, 3), fontsize=8,
+                                color=f"C{j}")
+    rates, recs = means["kl"].to_numpy(), means["rec"].to_numpy()
+    rr = np.linspace(0, rates.max() * 1.05 + 0.5, 50)
+    for c in np.linspace((rates + recs).min(), (rates + recs).max(), 3):
+        axes[0].plot(rr, c - rr, color="grey", lw=0.6, ls="--", zorder=0)
+    axes[0].set_ylim(recs.min() - 0.5, recs.max() + 0.5)
+    axes[0].set(xlabel="rate: KL (nats)", ylabel="distortion: rec (nats)")
+    ks = sorted({int(k) for k in df["iw_k"].dropna()}) if "iw_k" in df else []
+    k_text = f", k={', '.join(map(str, ks))}" if ks else ""
+    axes[1].set(xlabel="rate: KL (nats)", ylabel=f"IW-NLL{k_text} (nats)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _legend_below(fig, axes[0], ncol=4)
+    rows = int(np.ceil(n_colours / 4))
+    fig.tight_layout(rect=(0, 0.07 * rows + 0.02, 1, 1))
+    return fig
