@@ -572,3 +572,22 @@ def test_snapshots_do_not_change_training_and_may_change_on_resume(data, tmp_pat
 def test_snapshot_epochs_outside_the_run_are_refused(snapshots):
     with pytest.raises(ValueError, match="snapshot"):
         Trainer(epochs=3, snapshots=snapshots, **FAST)
+
+
+def test_the_detached_batch_target_trains_exactly_the_vanilla_vae(data):
+    """The batch critic has no weights, so its detached control has nothing to train: the sequence
+    grid runs no separate control for it (results/configs/sequence.json)."""
+    vae = _model("vae", seed=0)
+    ctrl = _model("vaeas", seed=0, target="batch", lam=10.0, detach_aux=True, num_classes=3)
+    live = _model("vaeas", seed=0, target="batch", lam=10.0, num_classes=3)
+    def same(a, b):  # every weight of the VAE (VAE-AS adds a buffer, target_entropy, and nothing else)
+        sa, sb = a.state_dict(), b.state_dict()
+        assert set(sb) - set(sa) == {"target_entropy"}
+        return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+    assert same(vae, ctrl)  # the same initial weights (no classifier)
+    trainer = Trainer(epochs=2, seed=4, **FAST)
+    h_vae, h_ctrl = trainer.fit(vae, data), trainer.fit(ctrl, data)
+    trainer.fit(live, data)
+    assert same(vae, ctrl) and not same(vae, live)
+    assert [r["val_kl"] for r in h_vae] == [r["val_kl"] for r in h_ctrl]
