@@ -46,6 +46,12 @@ COLUMNS: dict[str, str] = {
     "au": "AU (dims)", "probe_acc": "probe acc. (%)", "train_minutes": "train (min)",
 }
 
+#: Headers of further metrics, used when a table asks for them (not in the default columns).
+HEADERS: dict[str, str] = {
+    **COLUMNS, "ppl_iw": "perplexity (IW)", "code_gain": "code gain (nats)", "latent_r2": "R² to true z",
+    "iw_nll_se": "IW-NLL s.e. (nats)", "mi_bound": "VAE-AS bound (nats)",
+}
+
 #: Keys of a run folder's ``config.json`` that are ``load_dataset`` arguments (the ``data`` block).
 DATA_KEYS = ("limit", "val_size", "max_len", "text_file")
 
@@ -297,16 +303,16 @@ def pm_frame(stats: pd.DataFrame, digits: int | Mapping[str, int] = 2,
 def comparison_table(df: pd.DataFrame, keys: Sequence[str] | None = None, digits: int = 2) -> pd.DataFrame:
     """The book's comparison: one row per (dataset, method), ``mean ± sd`` over seeds per metric.
 
-    Columns: ``dataset`` (only when the frame holds several), ``method``, ``seeds`` and the headers
-    of :data:`COLUMNS` (a key not there is its own header). AU has one decimal, the probe accuracy
-    is in percent with one decimal; a group with one seed shows the bare value, a missing metric
-    ``"–"``.
+    Columns: ``dataset`` (only when the frame holds several), ``method``, ``seeds`` and one per key
+    (default: those of :data:`COLUMNS`; headers from :data:`HEADERS`, else the key). AU has one
+    decimal, the probe accuracy is in percent with one decimal; a group with one seed shows the bare
+    value, a missing metric ``"–"``.
     """
     keys = list(COLUMNS) if keys is None else list(keys)
     stats = summary(df, keys)
     cells = pm_frame(stats, digits={**dict.fromkeys(keys, digits), "au": 1, "probe_acc": 1},
                      scale={"probe_acc": 100.0})
-    cells.columns = [COLUMNS.get(k, k) for k in keys]
+    cells.columns = [HEADERS.get(k, k) for k in keys]
     seeds = df.groupby(["dataset", "method"], sort=False)["seed"].nunique()
     cells.insert(0, "seeds", [int(seeds[i]) for i in cells.index])
     out = cells.reset_index()
@@ -411,7 +417,8 @@ def show_table(header: Sequence[Any], rows: Sequence[Sequence[Any]], digits: int
 #: Short metric names for the headers of :func:`differences_table` (``"Δ KL"``).
 SHORT: dict[str, str] = {
     "neg_elbo": "−ELBO", "iw_nll": "IW-NLL", "kl": "KL", "rec": "rec", "mi_minibatch": "MI minibatch",
-    "mi_dataset": "MI dataset", "au": "AU", "probe_acc": "probe acc.",
+    "mi_dataset": "MI dataset", "au": "AU", "probe_acc": "probe acc.", "code_gain": "code gain",
+    "latent_r2": "R²", "ppl_iw": "perplexity",
 }
 
 #: One checked claim of a chapter: (claim, what is measured, the measured value, whether it holds).
