@@ -230,3 +230,16 @@ def test_run_snapshots_trains_once_then_loads(tmp_path, monkeypatch):
     assert abs(study[2]["p_mean"]).max() <= 4.0  # a mean of grid points lies inside the grid
     again = sweep.posterior_means(cfg, "vae", 0, [0, 2], n=6, grid=5, cache=tmp_path / "pm.json")  # no training
     assert all(abs(again[e][k] - study[e][k]).max() < 1e-4 for e in study for k in study[e])
+
+
+def test_a_method_may_run_on_its_own_seeds():
+    cfg = {**CONFIG, "methods": {**CONFIG["methods"], "costly": {"beta": 0.5, "seeds": [0, 2]}}}
+    sweep.validate_config(cfg)
+    runs = [r for r in sweep.expand(cfg) if r.method == "costly"]
+    assert [(r.dataset, r.seed) for r in runs] == [("mnist", 0), ("mnist", 2), ("omniglot", 0), ("omniglot", 2)]
+    assert all("seeds" not in r.options and r.options["beta"] == 0.5 for r in runs)
+    fast = [(r.dataset, r.seed) for r in sweep.expand(cfg, fast=True) if r.method == "costly"]
+    assert fast == [("mnist", 0), ("omniglot", 0)]                                          # the fast grid wins
+    assert len([r for r in sweep.expand(cfg) if r.method == "vae"]) == 6                  # others keep the grid's
+    with pytest.raises(sweep.SweepError, match="method 'costly': 'seeds'"):
+        sweep.validate_config({**cfg, "methods": {"costly": {"seeds": [0, 0]}}}, "cfg.json")

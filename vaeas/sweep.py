@@ -14,8 +14,10 @@ A sweep config looks like ::
     }
 
 In ``fast``, ``datasets``/``methods`` (a list of names)/``seeds`` shrink the grid and the other keys
-override run options. Keys of ``common``, a method and ``eval`` are the long options of
-``vaeas train`` (``warmup_epochs`` -> ``--warmup-epochs``; ``true`` -> a bare flag). Every run
+override run options. A method may carry its own ``"seeds": [...]`` (e.g. a costly method or a
+control on fewer seeds than the grid); the fast grid's seeds still win in fast mode. The other
+keys of ``common``, a method and ``eval`` are the long options of ``vaeas train``
+(``warmup_epochs`` -> ``--warmup-epochs``; ``true`` -> a bare flag). Every run
 is a separate ``python -m vaeas train`` process, so the grid can be cut into disjoint slices
 (``--shard i/n``) and spread over machines or GPUs; a run whose result file exists is skipped,
 and an interrupted run resumes from its last epoch. A config is checked as a whole before the
@@ -141,7 +143,11 @@ def _check_grid(grid: dict[str, Any], cfg: dict[str, Any], datasets: Any, fail: 
 
 def _check_options(cfg: dict[str, Any], parser: Any, known: set[str], fail: Any) -> None:
     blocks = [("common", cfg.get("common", {})), ("eval", cfg.get("eval", {}))]
-    blocks += [(f"method {m!r}", o or {}) for m, o in cfg["methods"].items()]
+    blocks += [(f"method {m!r}", {k: v for k, v in (o or {}).items() if k != "seeds"})
+               for m, o in cfg["methods"].items()]
+    for m, o in cfg["methods"].items():
+        if isinstance(o, dict) and "seeds" in o:
+            _check_grid({"seeds": o["seeds"]}, cfg, [], lambda msg, m=m: fail(f"method {m!r}: {msg}"))
     blocks += [(f"per_dataset {d!r}", o) for d, o in cfg.get("per_dataset", {}).items()]
     blocks += [("fast", {k: v for k, v in cfg.get("fast", {}).items() if k not in _GRID})]
     for where, options in blocks:
@@ -167,12 +173,15 @@ def expand(cfg: dict[str, Any], fast: bool = False) -> list[Run]:
     """All runs of the grid in a fixed order (dataset, method, seed)."""
     runs = []
     fast_opts = dict(cfg.get("fast", {})) if fast else {}
+    fast_opts0 = dict(fast_opts)  # the fast grid's own seeds win over a method's
     grid = {key: fast_opts.pop(key, cfg[key]) for key in ("datasets", "methods", "seeds")}
     for dataset in grid["datasets"]:
         for method in grid["methods"]:
-            opts = cfg["methods"][method]
-            for seed in grid["seeds"]:
-                options = {**cfg.get("common", {}), **cfg.get("eval", {}), **(opts or {})}
+            opts = dict(cfg["methods"][method] or {})
+            seeds = opts.pop("seeds", None)  # a method may run on fewer (or other) seeds than the grid
+            seeds = grid["seeds"] if seeds is None or "seeds" in fast_opts0 else seeds
+            for seed in seeds:
+                options = {**cfg.get("common", {}), **cfg.get("eval", {}), **opts}
                 options.update(cfg.get("per_dataset", {}).get(dataset, {}))
                 options.update(fast_opts)
                 options.update(dataset=dataset, seed=int(seed))
