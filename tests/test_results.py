@@ -333,3 +333,8 @@ def test_estimator_claims_and_check_claims(capsys):
     with pytest.raises(AssertionError, match="IW-NLL ≤ −ELBO"):
         R.check_claims(claims)
     assert "| **no** |" in capsys.readouterr().out
+    noisy = ok.assign(iw_nll=[88.0, 91.0015])  # a collapsed model: the two estimates differ by noise
+    assert not R.estimator_claims(noisy)[2][3]
+    claim = R.estimator_claims(noisy, gap_tol=0.01)[2]
+    assert claim[3] and claim[2] == pytest.approx(-0.0015) and "(up to 0.01 nats)" in claim[0]
+    assert not R.estimator_claims(bad, gap_tol=0.01)[2][3]

@@ -546,16 +546,20 @@ def kl_profile_table(df: pd.DataFrame, threshold: float = 0.1, top: int = 5, dig
                       f"share of the KL in the top {top} dims"], rows, digits)
 
 
-def estimator_claims(df: pd.DataFrame, tol: float = 1e-3) -> list[Claim]:
+def estimator_claims(df: pd.DataFrame, tol: float = 1e-3, gap_tol: float = 0.0) -> list[Claim]:
     """The claims every run must satisfy at any size, as :data:`Claim` tuples: each minibatch MI
     estimate at most its cap ``log B``, each dataset MI estimate at most ``log N`` (both up to
-    ``tol`` nats), and IW-NLL ≤ −ELBO on the same test images (``neg_elbo_iw``)."""
+    ``tol`` nats), and IW-NLL ≤ −ELBO on the same test images (``neg_elbo_iw``) up to ``gap_tol``
+    nats: for a collapsed model the two estimates coincide in expectation and differ by Monte Carlo
+    noise of either sign."""
     mb = float((df["mi_minibatch"] - df["mi_minibatch_cap"]).max())
     ds = float((df["mi_dataset"] - df["mi_dataset_cap"]).max())
     gap = float((df["neg_elbo_iw"] - df["iw_nll"]).min())
+    up_to = f" (up to {gap_tol:g} nats)" if gap_tol else ""
     return [("every minibatch MI estimate ≤ its cap log B", "max (estimate − cap)", mb, mb <= tol),
             ("every dataset MI estimate ≤ its cap log N", "max (estimate − cap)", ds, ds <= tol),
-            ("IW-NLL ≤ −ELBO on the same test images, for every run", "min (−ELBO − IW-NLL)", gap, gap >= 0)]
+            (f"IW-NLL ≤ −ELBO on the same test images, for every run{up_to}", "min (−ELBO − IW-NLL)", gap,
+             gap >= -gap_tol)]
 
 
 def claims_table(claims: Sequence[Claim], digits: int = 2) -> MarkdownTable:
