@@ -1,15 +1,15 @@
-"""Write the student edition of the exercises chapter: the book notebook without its solutions.
+"""Write the student editions of the chapters with exercises: each book notebook without its solutions.
 
 Run from anywhere in the repository::
 
-    python book/make_student_edition.py            # writes student/07_exercises.ipynb
-    python book/make_student_edition.py --check    # exit 1 if that file is out of date
+    python book/make_student_edition.py            # writes student/<chapter>.ipynb for every CHAPTERS entry
+    python book/make_student_edition.py --check    # exit 1 if any of those files is out of date
 
-The student edition keeps every cell of ``book/07_exercises.ipynb`` except those tagged
-``solution``, clears all outputs and execution counts, keeps only the ``tags`` of each cell's
-metadata and puts a note on top saying where the file comes from. The output is deterministic:
-the same book notebook always gives the same bytes (sorted keys, one-space indent and one line per
-list item of ``source``, as ``nbformat`` writes notebooks). Standard library only.
+A student edition keeps every cell of ``book/<chapter>.ipynb`` except those tagged ``solution``,
+clears all outputs and execution counts, keeps only the ``tags`` of each cell's metadata and puts a
+note on top saying where the file comes from. The output is deterministic: the same book notebook
+always gives the same bytes (sorted keys, one-space indent and one line per list item of
+``source``, as ``nbformat`` writes notebooks). Standard library only.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = Path("book") / "07_exercises.ipynb"
-TARGET = Path("student") / "07_exercises.ipynb"
+#: The chapters with exercises (template, solution and check cells), in book order.
+CHAPTERS = ("07_total_collapse.ipynb", "08_exercises.ipynb")
+SOURCE = Path("book") / CHAPTERS[-1]
+TARGET = Path("student") / CHAPTERS[-1]
 SOLUTION_TAG = "solution"
 
 NOTE = (
-    "*Student edition.* This notebook is generated from `book/07_exercises.ipynb` by "
+    "*Student edition.* This notebook is generated from `book/{name}` by "
     "`python book/make_student_edition.py`; edit the book notebook, not this file. Fill in each "
     "template cell (replace the `raise NotImplementedError(...)` line), then run the check cell "
     "below it: it prints `✓ correct` or tells you what is wrong."
@@ -40,11 +42,11 @@ def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def render(book_text: str) -> str:
-    """The student edition (as the text of an .ipynb file) of the book notebook given as text."""
+def render(book_text: str, name: str = CHAPTERS[-1]) -> str:
+    """The student edition (as the text of an .ipynb file) of the book notebook ``name`` given as text."""
     book = json.loads(book_text)
     cells: list[dict] = [{"cell_type": "markdown", "id": "student-edition", "metadata": {},
-                          "source": _lines(NOTE)}]
+                          "source": _lines(NOTE.format(name=name))}]
     for i, cell in enumerate(book["cells"]):
         tags = list(cell.get("metadata", {}).get("tags", []))
         if SOLUTION_TAG in tags:
@@ -71,28 +73,36 @@ def render(book_text: str) -> str:
     return json.dumps(student, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if the student edition differs from what would be written")
-    parser.add_argument("--source", type=Path, default=ROOT / SOURCE, help=argparse.SUPPRESS)
-    parser.add_argument("--target", type=Path, default=ROOT / TARGET, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    text = render(args.source.read_text(encoding="utf-8"))
-    shown = args.target.name if args.target != ROOT / TARGET else TARGET.as_posix()
-    if args.check:
-        current = args.target.read_text(encoding="utf-8") if args.target.exists() else None
+def _write_or_check(source: Path, target: Path, shown: str, check: bool) -> int:
+    text = render(source.read_text(encoding="utf-8"), source.name)
+    if check:
+        current = target.read_text(encoding="utf-8") if target.exists() else None
         if current != text:
             state = "is missing" if current is None else "is out of date"
             print(f"{shown} {state}; run: python book/make_student_edition.py")
             return 1
         return 0
-    args.target.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.target, "w", encoding="utf-8", newline="\n") as f:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
     print(f"wrote {shown}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="do not write; exit 1 if a student edition differs from what would be written")
+    parser.add_argument("--source", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--target", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.source is not None or args.target is not None:  # one notebook (tests)
+        source = args.source or ROOT / SOURCE
+        target = args.target or ROOT / "student" / source.name
+        return _write_or_check(source, target, target.name, args.check)
+    codes = [_write_or_check(ROOT / "book" / name, ROOT / "student" / name, f"student/{name}", args.check)
+             for name in CHAPTERS]
+    return max(codes)
 
 
 if __name__ == "__main__":

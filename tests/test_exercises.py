@@ -1,8 +1,10 @@
-"""Chapter 7 (exercises): the student edition is current, and every check cell works both ways.
+"""The chapters with exercises: their student editions are current, and every check cell works both ways.
 
 A check must *fail* on the empty template (otherwise it accepts anything) and *pass* with the
 worked solution (otherwise it rejects a correct answer). Both notebooks run in a fresh kernel with
-the repository root as working directory and ``VAEAS_FAST=1``.
+the repository root as working directory and ``VAEAS_FAST=1``. Chapter 8 is all exercises and runs
+whole; a lesson chapter runs its setup cell and its exercises section only (the rest of it is
+executed by the notebook test).
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
-BOOK_NB = ROOT / "book" / "07_exercises.ipynb"
-STUDENT_NB = ROOT / "student" / "07_exercises.ipynb"
 SCRIPT = ROOT / "book" / "make_student_edition.py"
-N_EXERCISES = 7
+#: chapter -> (number of exercises, whether the whole notebook is exercises)
+CHAPTERS = {"07_total_collapse.ipynb": (3, False), "08_exercises.ipynb": (7, True)}
 CHECK_ERRORS = ("AssertionError", "NotImplementedError")
 
 
@@ -74,16 +75,9 @@ def _stdout(cell) -> str:
 
 
 # ----------------------------------------------------------------------------- the files
-def test_student_edition_is_current():
-    expected = _script().render(BOOK_NB.read_text(encoding="utf-8"))
-    assert STUDENT_NB.exists(), "student/07_exercises.ipynb is missing; run: python book/make_student_edition.py"
-    assert STUDENT_NB.read_text(encoding="utf-8") == expected, (
-        "student/07_exercises.ipynb is out of date; run: python book/make_student_edition.py")
-
-
 def test_check_mode_detects_a_stale_edition(tmp_path, capsys):
     script = _script()
-    target = tmp_path / "07_exercises.ipynb"
+    target = tmp_path / "08_exercises.ipynb"
     assert script.main(["--check", "--target", str(target)]) == 1          # missing
     assert script.main(["--target", str(target)]) == 0                     # written
     assert script.main(["--check", "--target", str(target)]) == 0          # current
@@ -97,10 +91,23 @@ def test_check_mode_detects_a_stale_edition(tmp_path, capsys):
     assert len(out.strip().splitlines()) == 1 and "out of date" in out
 
 
-def test_structure_of_book_and_student_edition():
-    book = nbformat.read(BOOK_NB, as_version=4)
+def test_every_chapter_with_exercises_has_a_current_student_edition():
+    script = _script()
+    assert set(script.CHAPTERS) == set(CHAPTERS)
+    for name in CHAPTERS:
+        expected = script.render((ROOT / "book" / name).read_text(encoding="utf-8"), name)
+        target = ROOT / "student" / name
+        assert target.exists() and target.read_text(encoding="utf-8") == expected, (
+            f"student/{name} is missing or out of date; run: python book/make_student_edition.py")
+        assert f"book/{name}" in expected
+
+
+@pytest.mark.parametrize("name", list(CHAPTERS))
+def test_structure_of_book_and_student_edition(name):
+    n_ex = CHAPTERS[name][0]
+    book = nbformat.read(ROOT / "book" / name, as_version=4)
     templates, solutions, checks = (_code_cells(book, t) for t in ("template", "solution", "check"))
-    assert len(templates) == len(solutions) == len(checks) == N_EXERCISES
+    assert len(templates) == len(solutions) == len(checks) == n_ex
     ids = [c.id for c in book.cells]
     for n, (t, s, c) in enumerate(zip(templates, solutions, checks, strict=True), start=1):
         # the solution comes right after its template (and redefines the function), the check after both
@@ -110,19 +117,33 @@ def test_structure_of_book_and_student_edition():
     for cell in book.cells:
         if "solution" in _tags(cell):
             assert "hide-input" in _tags(cell), f"solution cell {cell.id} must also be tagged hide-input"
-    student = nbformat.read(STUDENT_NB, as_version=4)
+    student = nbformat.read(ROOT / "student" / name, as_version=4)
     nbformat.validate(student)
     assert not [c for c in student.cells if "solution" in _tags(c)], "the student edition contains solutions"
-    assert len(_code_cells(student, "template")) == len(_code_cells(student, "check")) == N_EXERCISES
+    assert len(_code_cells(student, "template")) == len(_code_cells(student, "check")) == n_ex
     for cell in student.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
 
 
+def _exercise_part(nb, whole: bool):
+    """The cells a check test runs: all of them, or the setup cell and the exercises section."""
+    if whole:
+        return nb
+    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Exercises" in c.source)
+    setup = next(c for c in nb.cells if c.cell_type == "code")
+    nb.cells = [setup, *nb.cells[start:]]
+    return nb
+
+
 # ----------------------------------------------------------------------------- the checks
-def test_every_check_fails_on_the_empty_template():
-    _require_mnist()
-    student = nbformat.reads(_script().render(BOOK_NB.read_text(encoding="utf-8")), as_version=4)
+@pytest.mark.parametrize("name", list(CHAPTERS))
+def test_every_check_fails_on_the_empty_template(name):
+    n_ex, whole = CHAPTERS[name]
+    if whole:
+        _require_mnist()
+    text = _script().render((ROOT / "book" / name).read_text(encoding="utf-8"), name)
+    student = _exercise_part(nbformat.reads(text, as_version=4), whole)
     _execute(student, allow_errors=True)
     checks = 0
     for cell in student.cells:
@@ -137,12 +158,17 @@ def test_every_check_fails_on_the_empty_template():
             assert "✓ correct" not in _stdout(cell)
         else:
             assert not errors, f"cell {cell.id} raised {errors[0]['ename']}: {errors[0]['evalue']}"
-    assert checks == N_EXERCISES
+    assert checks == n_ex
 
 
-def test_every_check_passes_with_the_solution():
-    _require_mnist()
-    book = nbformat.read(BOOK_NB, as_version=4)
+@pytest.mark.parametrize("name", list(CHAPTERS))
+def test_every_check_passes_with_the_solution(name):
+    n_ex, whole = CHAPTERS[name]
+    if whole:
+        _require_mnist()
+    book = _exercise_part(nbformat.read(ROOT / "book" / name, as_version=4), whole)
     _execute(book, allow_errors=False)  # raises CellExecutionError, with the traceback, on any failure
-    for cell in _code_cells(book, "check"):
+    checks = _code_cells(book, "check")
+    assert len(checks) == n_ex
+    for cell in checks:
         assert "✓ correct" in _stdout(cell), f"check cell {cell.id} did not print ✓ correct"

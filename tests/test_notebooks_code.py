@@ -1,7 +1,7 @@
 """The book's notebooks are readers of the package: every code cell compiles, and no top-level function
 is defined in two different notebooks (a helper two chapters need belongs in ``vaeas``).
 
-Within one notebook a name may be defined twice (chapter 7's exercise templates and their
+Within one notebook a name may be defined twice (the exercise templates and their
 solutions); the student edition (``student/``) is generated from the book and not checked here.
 """
 
