@@ -154,3 +154,18 @@ def test_lambda_paths_draws_baselines_as_points_and_targets_as_paths():
     plt.close(fig)
     with pytest.raises(ValueError, match="at most 10"):
         plots.lambda_paths(df, [f"m{i}" for i in range(11)], {})
+
+
+def test_latent_scatter_gives_each_class_its_own_colour():
+    z = np.random.default_rng(0).normal(size=(40, 2))
+    labels = np.repeat(np.arange(4), 10)
+    fig = plots.latent_scatter(z, labels)
+    sc = fig.axes[0].collections[0]
+    colours = sc.to_rgba(sc.get_array())[:, :3]
+    per_class = [np.unique(colours[labels == k], axis=0) for k in range(4)]
+    assert all(len(c) == 1 for c in per_class)                        # one colour per class
+    assert len(np.unique(np.vstack(per_class), axis=0)) == 4          # and four different ones
+    assert sc.cmap.N == 4                                             # the colour bar shows 4 colours, not 10
+    fig.canvas.draw()
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0", "1", "2", "3"]
+    plt.close(fig)

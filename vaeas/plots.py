@@ -129,12 +129,17 @@ def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, title:
     z, labels = _np(z)[:max_points], _np(labels)[:max_points]
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 4))
-    sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7)
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    n = int(labels.max()) + 1  # one colour per class, a discrete colour bar
+    cmap = ListedColormap(plt.get_cmap("tab10" if n <= 10 else "tab20").colors[:n]) if n <= 20 else "viridis"
+    norm = BoundaryNorm(np.arange(-0.5, n + 0.5), n) if n <= 20 else None
+    sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap=cmap, norm=norm, s=3, alpha=0.7)
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     if title:
         ax.set_title(title)
-    ax.figure.colorbar(sc, ax=ax, ticks=range(int(labels.max()) + 1))
+    ax.figure.colorbar(sc, ax=ax, ticks=range(n) if n <= 20 else None)
     return ax.figure
 
 
