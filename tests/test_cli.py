@@ -70,6 +70,7 @@ def _subprocess_env(**extra):
     (["--mi-batch", "0"], "--mi-batch"),
     (["--snapshots", "0,x"], "--snapshots"),
     (["--snapshots", "-1"], "--snapshots"),
+    (["--aggressive-check-every", "0"], "--aggressive-check-every"),
     (["--no-such-flag"], "--no-such-flag"),
 ])
 def test_bad_train_arguments(args, fragment, capsys, tmp_path):
@@ -432,10 +433,11 @@ def test_resume_with_changed_settings_exits_2_naming_them(capsys, tmp_path, tiny
 def test_train_aggressive_records_it(capsys, tmp_path, tiny_cli):
     out = tmp_path / "agg"
     code, _, err = run(["train", "--out", out, *SMALL, "--aggressive", "--aggressive-max-inner", "3",
-                        "--model", "vaeas", "--target", "batch"], capsys)
+                        "--aggressive-check-every", "2", "--model", "vaeas", "--target", "batch"], capsys)
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
     assert config["trainer"]["aggressive"] is True and config["trainer"]["aggressive_max_inner"] == 3
+    assert config["trainer"]["aggressive_check_every"] == 2
     assert config["model"]["target"] == "batch"
     row = _read_history(out / "history.csv")[0]
     assert row["aggressive"] == "1" and 1 <= int(row["inner_steps"]) <= 3 * 2

@@ -190,6 +190,8 @@ def add_train_arguments(t: argparse.ArgumentParser) -> None:
                    help="aggressive inference-network training (He et al. 2019)")
     g.add_argument("--aggressive-max-inner", type=_positive_int, default=100,
                    help="aggressive: most encoder steps per decoder step")
+    g.add_argument("--aggressive-check-every", type=_positive_int, default=15,
+                   help="aggressive: encoder steps per block; stop when a block's mean loss stops falling")
     _training_args(t.add_argument_group("training"))
     _eval_args(t)
 
@@ -323,6 +325,7 @@ def _trainer(a: argparse.Namespace, device: Any) -> Any:
                    free_bits=a.free_bits, seed=a.seed, device=str(device), amp=a.amp,
                    compile=a.compile, val_size=a.val_size, progress=not a.quiet,
                    aggressive=a.aggressive, aggressive_max_inner=a.aggressive_max_inner,
+                   aggressive_check_every=a.aggressive_check_every,
                    snapshots=a.snapshots)
 
 
