@@ -253,13 +253,9 @@ def run_snapshots(config: str | os.PathLike, method: str, seed: int, epochs: Seq
         out = folders_[1]
         opts = {**run.options, "snapshots": ",".join(map(str, wanted)), "k": 2, "iw_size": 2,
                 "no_probe": True}
-        cmd = [sys.executable, "-m", "vaeas", "train", *train_args(opts), "--out", str(out), "--quiet"]
-        if (out / "checkpoint.pt").is_file():
-            cmd.append("--resume")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise SweepError(f"training the snapshots of {run.name} failed (exit {proc.returncode}): {msg}")
+        code, msg = _train(opts, out)
+        if code != 0:
+            raise SweepError(f"training the snapshots of {run.name} failed (exit {code}): {msg}")
         have = [out]
     return {e: load_model(snapshot_path(have[0], e)).eval() for e in wanted}
 
@@ -308,6 +304,16 @@ def posterior_means(config: str | os.PathLike, method: str, seed: int, epochs: S
     return out
 
 
+def _train(options: dict[str, Any], out: Path) -> tuple[int, str]:
+    """Run ``vaeas train`` with ``options`` into ``out`` (resuming a run already there) as its own
+    process: ``(exit status, last line of its error output)``."""
+    cmd = [sys.executable, "-m", "vaeas", "train", *train_args(options), "--out", str(out), "--quiet"]
+    if (out / "checkpoint.pt").is_file():
+        cmd.append("--resume")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return proc.returncode, (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+
+
 def train_args(options: dict[str, Any]) -> list[str]:
     """``{"warmup_epochs": 5, "amp": True}`` -> ``["--warmup-epochs", "5", "--amp"]``."""
     args: list[str] = []
@@ -353,17 +359,13 @@ def run_sweep(config: str | os.PathLike, shard: tuple[int, int] = (0, 1), result
         opts = dict(r.options)
         if device:
             opts["device"] = device
-        cmd = [sys.executable, "-m", "vaeas", "train", *train_args(opts), "--out", str(out), "--quiet"]
-        if (out / "checkpoint.pt").is_file():
-            cmd.append("--resume")
         t0 = time.perf_counter()
         print(f"[{j}/{len(todo)}] {r.name} ...", flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-            print(f"[{j}/{len(todo)}] {r.name} FAILED (exit {proc.returncode}): {msg}", flush=True)
+        code, msg = _train(opts, out)
+        if code != 0:
+            print(f"[{j}/{len(todo)}] {r.name} FAILED (exit {code}): {msg}", flush=True)
             failed.append(r.name)
-            if proc.returncode == 2:  # a config mistake fails every run alike: stop early
+            if code == 2:  # a config mistake fails every run alike: stop early
                 break
             continue
         write_result(r, out, res_dir / f"{r.name}.json")
