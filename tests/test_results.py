@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +339,27 @@ def test_estimator_claims_and_check_claims(capsys):
     claim = R.estimator_claims(noisy, gap_tol=0.01)[2]
     assert claim[3] and claim[2] == pytest.approx(-0.0015) and "(up to 0.01 nats)" in claim[0]
     assert not R.estimator_claims(bad, gap_tol=0.01)[2][3]
+
+
+def test_glue_table_stores_one_table_under_its_label(monkeypatch):
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, obj, display=True: calls.append((name, str(obj), display)))
+    table = R.markdown_table(pd.DataFrame({"method": ["vae"], "kl": [0.0]}))
+    R.glue_table("tab-sequence-main", table)
+    assert calls == [("tab-sequence-main", str(table), True)]   # shown in the notebook, stored for {glue:md}
+
+
+def test_glue_table_refuses_a_bad_label_or_two_tables():
+    wide = R.markdown_table(pd.DataFrame({f"c{j}": [j] for j in range(10)}))
+    with pytest.raises(ValueError, match="several tables"):
+        R.glue_table("tab-wide", wide)
+    with pytest.raises(ValueError, match="not a label"):
+        R.glue_table("tab wide", "| a |\n|---|\n| 1 |")
+
+
+def test_glue_table_only_shows_without_myst_nb(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "myst_nb", None)   # import fails
+    R.glue_table("tab-x", "| a |\n|---|\n| 1 |")
+    assert "| a |" in capsys.readouterr().out
