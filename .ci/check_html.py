@@ -5,6 +5,7 @@ Usage::
 
     python .ci/check_html.py [HTML_DIR] [--mathjax DIR] [--toc _toc.yml]
                              [--screenshots DIR] [--chromium PATH] [--budget MS]
+                             [--window WIDTHxHEIGHT]
 
 ``HTML_DIR`` defaults to ``_build/html`` (the output of ``jupyter-book build .``).
 
@@ -28,12 +29,31 @@ What it does, for every page listed in ``_toc.yml`` (the root and every ``file:`
      an error);
    - no error shows: no traceback output (``traceback``/``output_error``), no stderr output
      containing "Traceback" or "Error", no docutils ``system-message``;
-   - no request made by the page was answered with an HTTP error (favicon excepted).
-3. Saves a screenshot of the page's first screen (1200x900) to
+   - no request made by the page was answered with an HTTP error (favicon excepted);
+   - no raw LaTeX on the page: the visible text of the article (outside MathJax output, math
+     elements, ``<script>``, ``<style>``, ``<pre>`` and ``<code>``) contains no TeX that escaped
+     typesetting (``$\\``, ``\\frac``, ``\\mathrm``, ``\\log``, any ``\\command``, ``\\(``, ``\\[``,
+     ``_{``/``^{``, ``$x$``); the snippet around each one is reported;
+   - nothing is wider than the content column: after MathJax has typeset the page, every table,
+     display equation (``mjx-container[display="true"]``), image and figure in the article fits
+     the column (``WIDTH_SLACK_PX`` of slack); each one that does not is reported with its
+     width and the column's. The browser window is ``WINDOW``, 1200x900 (``--window``
+     changes it), as for the screenshots: the theme then shows both sidebars and a content
+     column (``article.bd-article`` less its padding) of 624 px.
+
+   Headless ``--dump-dom`` cannot measure by itself, so the server also injects a small script
+   (``LAYOUT_PROBE``) into every page it sends: it waits for the page's ``load`` event, for
+   ``MathJax.startup.promise`` and for the web fonts, measures with ``getBoundingClientRect`` and
+   ``scrollWidth`` and writes what it found as JSON into ``<pre id="vaeas-layout">``, which the
+   dumped DOM then contains. A page without it fails ("layout probe did not run": raise
+   ``--budget``, the virtual time Chromium gives the page before it dumps the DOM).
+3. Saves a screenshot of the page's first screen (``WINDOW``, 1200x900) to
    ``SCREENSHOTS/<page>.png`` (default ``_build/screenshots`` next to ``_build/html``).
 
 It prints one line per page and exits with status 1 if any page fails (2 on a usage error).
-Only the Python standard library is used.
+Only the Python standard library is used. The checks on a dumped DOM are plain functions
+(``latex_leaks``, ``read_layout``, ``width_problems``) tested without a browser in
+``tests/test_check_html.py``.
 
 MathJax is looked up in this order: ``--mathjax``, the environment variable
 ``VAEAS_MATHJAX_DIR``, ``./node_modules/mathjax``. Any of the npm prefix, the ``mathjax``
@@ -48,6 +68,7 @@ import functools
 import html.parser
 import http.server
 import io
+import json
 import os
 import posixpath
 import re
@@ -85,6 +106,121 @@ VOID_TAGS = {
 }
 SKIP_TEXT_TAGS = {"pre", "code", "script", "style", "textarea"}
 MATH_DELIMITERS = ("\\(", "\\[", "$$")
+
+# The browser window of the screenshots and of the layout measurements (width, height);
+# --window changes it.
+WINDOW = (1200, 900)
+# How much wider than the content column an element may be (sub-pixel rounding, borders).
+WIDTH_SLACK_PX = 2.0
+LAYOUT_ID = "vaeas-layout"
+
+# Text that is TeX which escaped typesetting, in the visible text of a page. A backslash
+# command of two or more letters (\frac, \mathrm, \log, \sum, ...) not followed by a letter,
+# math delimiters \( \) \[ \] and $\..., TeX sub/superscripts with braces, and a $...$ pair
+# around a single letter or around something with TeX characters in it.
+LATEX_LEAK = re.compile(
+    r"\$\\"
+    r"|\\[A-Za-z]{2,}(?![A-Za-z])"
+    r"|\\[()\[\]]"
+    r"|[_^]\{"
+    r"|\$(?:[A-Za-z]|[^$\n]{0,80}[\\_^{][^$\n]{0,80})\$"
+)
+# Elements whose text is not checked: code, scripts, MathJax output and MathML.
+LEAK_SKIP_TAGS = SKIP_TEXT_TAGS | {"noscript", "template", "svg", "math", "kbd", "samp"}
+# Block-level elements: their text is not run together with the text around them.
+BLOCK_TAGS = {
+    "p", "div", "section", "article", "li", "ul", "ol", "dl", "dt", "dd", "td", "th", "tr",
+    "table", "caption", "figcaption", "figure", "blockquote", "details", "summary", "br",
+    "h1", "h2", "h3", "h4", "h5", "h6", "header", "footer", "nav", "aside", "main", "hr",
+}
+
+# Injected before </body> of every page the server sends (see the module docstring). It waits
+# for the load event, MathJax and the fonts, then measures the article's column and every
+# table, display equation, image and figure in it, and writes the result as JSON into
+# <pre id="vaeas-layout">. Python decides what is too wide (width_problems).
+LAYOUT_PROBE = """<script>
+(function () {
+  "use strict";
+  function tex(el) {
+    try {
+      var items = MathJax.startup.document.math.toArray ? MathJax.startup.document.math.toArray()
+        : Array.from(MathJax.startup.document.math);
+      for (var i = 0; i < items.length; i++) {
+        if (items[i].typesetRoot === el) { return String(items[i].math); }
+      }
+    } catch (e) { /* no MathJax */ }
+    return "";
+  }
+  function label(el) {
+    var math = el.closest("div.math");
+    var eqno = math ? math.querySelector(".eqno") : null;
+    var fig = el.closest("figure, table");
+    var sec = el.closest("section[id]");
+    var text = "";
+    if (el.tagName === "MJX-CONTAINER") { text = tex(el); }
+    else if (el.tagName === "IMG") {
+      var src = el.getAttribute("src") || "";
+      text = el.getAttribute("alt") || (src.startsWith("data:") ? "data: image" : src.split("/").pop());
+    } else {
+      var cap = el.querySelector("caption, figcaption");
+      var row = el.tagName === "TABLE" && el.rows.length ? el.rows[0] : null;
+      text = cap ? cap.textContent : row ? Array.from(row.cells).map(function (c) {
+        return c.textContent.trim();
+      }).join(" | ") : el.textContent;
+    }
+    return {
+      kind: el.tagName === "MJX-CONTAINER" ? "equation" : el.tagName.toLowerCase(),
+      id: el.id || (math && math.id) || (fig && fig.id) || "",
+      eqno: eqno ? eqno.textContent.replace(/[^\\w.()]/g, "") : "",
+      section: sec ? sec.id : "",
+      text: text.replace(/\\s+/g, " ").trim().slice(0, 80)
+    };
+  }
+  function measure() {
+    var out = {window: [window.innerWidth, window.innerHeight], column: null, elements: []};
+    try {
+      var col = document.querySelector("article.bd-article") || document.querySelector("main")
+        || document.body;
+      var cr = col.getBoundingClientRect(), cs = getComputedStyle(col);
+      var left = cr.left + parseFloat(cs.paddingLeft || "0");
+      var right = cr.right - parseFloat(cs.paddingRight || "0");
+      out.column = {selector: col.tagName.toLowerCase() + (col.className ? "." + col.className.split(" ")[0] : ""),
+                    left: left, right: right, width: right - left};
+      var sel = "table, mjx-container[display='true'], img, figure";
+      col.querySelectorAll(sel).forEach(function (el) {
+        var r = el.getBoundingClientRect();
+        var w = Math.max(r.width, el.scrollWidth || 0);
+        var inner = el.tagName === "MJX-CONTAINER" ? el.querySelector("mjx-math") : null;
+        if (inner) { w = Math.max(w, inner.getBoundingClientRect().width); }
+        var item = label(el);
+        item.left = r.left; item.right = Math.max(r.right, r.left + w);
+        item.width = w; item.height = r.height;
+        out.elements.push(item);
+      });
+    } catch (e) { out.error = String(e); }
+    var pre = document.createElement("pre");
+    pre.id = "__LAYOUT_ID__";
+    pre.hidden = true;
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }
+  function afterMathJax(tries) {
+    var mj = window.MathJax;
+    if (mj && mj.startup && mj.startup.promise) {
+      mj.startup.promise.then(measure, measure);
+    } else if (tries > 0 && document.querySelector("script[src*='mathjax']")) {
+      setTimeout(function () { afterMathJax(tries - 1); }, 50);
+    } else {
+      measure();
+    }
+  }
+  window.addEventListener("load", function () {
+    var fonts = document.fonts ? document.fonts.ready : Promise.resolve();
+    fonts.then(function () { afterMathJax(200); });
+  });
+})();
+</script>
+""".replace("__LAYOUT_ID__", LAYOUT_ID)
 
 
 # --------------------------------------------------------------------------- locating tools
@@ -164,7 +300,7 @@ def make_handler(root: Path, mathjax: Path, log: RequestLog):
                 local = local / "index.html"
             if local.suffix == ".html" and local.is_file():
                 text = local.read_text(encoding="utf-8", errors="replace")
-                body = rewrite_mathjax(text).encode("utf-8")
+                body = rewrite_html(text).encode("utf-8")
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -189,6 +325,17 @@ def rewrite_mathjax(text: str) -> str:
     return MATHJAX_SRC.sub(
         lambda m: f"{m.group(1)}{m.group(2)}{MATHJAX_PREFIX}{m.group(3)}{m.group(2)}", text
     )
+
+
+def inject_probe(text: str) -> str:
+    """Insert ``LAYOUT_PROBE`` before the last ``</body>`` (at the end if there is none)."""
+    i = text.lower().rfind("</body>")
+    return text + LAYOUT_PROBE if i < 0 else text[:i] + LAYOUT_PROBE + text[i:]
+
+
+def rewrite_html(text: str) -> str:
+    """What the server sends for an HTML file: local MathJax, and the layout probe."""
+    return inject_probe(rewrite_mathjax(text))
 
 
 # --------------------------------------------------------------------------- HTML analysis
@@ -289,6 +436,213 @@ def analyze(text: str) -> PageFacts:
     return parser.facts
 
 
+class TextExtractor(html.parser.HTMLParser):
+    """The visible text of a rendered page, without code, scripts and math.
+
+    Text inside ``LEAK_SKIP_TAGS`` and MathJax's elements (``mjx-*``) is left out (replaced by a
+    space); block elements end a line. The text of the article (``<article class="bd-article">``,
+    the page's content column) is kept apart from the rest of the page: ``article`` is that
+    text, or the whole page's if it has no such article.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.skip_depth = 0
+        self.article_depth: int | None = None  # stack depth of the open article
+        self.page: list[str] = []
+        self.article_parts: list[str] = []
+        self.seen_article = False
+
+    @staticmethod
+    def _skipped(tag: str) -> bool:
+        return tag in LEAK_SKIP_TAGS or tag.startswith("mjx-")
+
+    def _emit(self, text: str) -> None:
+        self.page.append(text)
+        if self.article_depth is not None:
+            self.article_parts.append(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag in BLOCK_TAGS and self.skip_depth == 0:
+            self._emit("\n")
+        if tag in VOID_TAGS:
+            return
+        self.stack.append(tag)
+        if self._skipped(tag):
+            self.skip_depth += 1
+            if self.skip_depth == 1:
+                self._emit(" ")
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "article" and "bd-article" in classes and self.article_depth is None:
+            self.article_depth = len(self.stack)
+            self.seen_article = True
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID_TAGS and self.stack and self.stack[-1] == tag:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag):
+        if tag in VOID_TAGS or tag not in self.stack:
+            return
+        while self.stack:
+            if self.article_depth is not None and len(self.stack) == self.article_depth:
+                self.article_depth = None
+            top = self.stack.pop()
+            if self._skipped(top):
+                self.skip_depth -= 1
+            if top == tag:
+                break
+        if tag in BLOCK_TAGS and self.skip_depth == 0:
+            self._emit("\n")
+
+    def handle_data(self, data):
+        if self.skip_depth == 0:
+            self._emit(data)
+
+    @property
+    def article(self) -> str:
+        return "".join(self.article_parts if self.seen_article else self.page)
+
+
+def visible_text(dom: str) -> str:
+    """The visible text of the page's article (see ``TextExtractor``)."""
+    parser = TextExtractor()
+    parser.feed(dom)
+    parser.close()
+    return parser.article
+
+
+def latex_leaks(dom: str, context: int = 30, max_chars: int = 160) -> list[str]:
+    """Snippets of raw TeX in the visible text of a rendered page (empty list: none).
+
+    Matches less than ``2 * context`` characters apart form one leak (a formula that escaped
+    typesetting has many); its snippet runs from ``context`` characters before the first
+    match to ``context`` after the last, whitespace collapsed, cut to ``max_chars``.
+    """
+    text = visible_text(dom)
+    spans: list[list[int]] = []
+    for m in LATEX_LEAK.finditer(text):
+        if spans and m.start() - spans[-1][1] < 2 * context:
+            spans[-1][1] = m.end()
+        else:
+            spans.append([m.start(), m.end()])
+    snippets = []
+    for start, end in spans:
+        snippet = " ".join(text[max(0, start - context) : end + context].split())
+        snippets.append(snippet if len(snippet) <= max_chars else snippet[: max_chars - 1] + "…")
+    return snippets
+
+
+@dataclass
+class LayoutElement:
+    kind: str  # "table", "equation", "img" or "figure"
+    width: float
+    right: float
+    height: float = 0.0
+    id: str = ""
+    eqno: str = ""
+    section: str = ""
+    text: str = ""
+
+    def describe(self) -> str:
+        what = self.kind
+        if self.eqno:
+            what += f" {self.eqno}"
+        if self.id:
+            what += f" #{self.id}"
+        if self.section and self.section != self.id:
+            what += f" in #{self.section}"
+        return what + (f' "{self.text[:60]}"' if self.text else "")
+
+
+@dataclass
+class Layout:
+    window: tuple[int, int]
+    column_left: float
+    column_right: float
+    elements: list[LayoutElement]
+    error: str = ""
+
+    @property
+    def column_width(self) -> float:
+        return self.column_right - self.column_left
+
+
+LAYOUT_PRE = re.compile(
+    r"<pre\b[^>]*\bid=([\"'])" + re.escape(LAYOUT_ID) + r"\1[^>]*>(.*?)</pre>", re.S | re.I
+)
+
+
+def read_layout(dom: str) -> Layout | None:
+    """The probe's findings in a dumped DOM (``<pre id="vaeas-layout">``), or None if absent."""
+    m = LAYOUT_PRE.search(dom)
+    if not m:
+        return None
+    data = json.loads(html.unescape(m.group(2)))
+    col = data.get("column") or {}
+    elements = [
+        LayoutElement(
+            kind=str(e.get("kind", "?")),
+            width=float(e.get("width") or 0),
+            right=float(e.get("right") or 0),
+            height=float(e.get("height") or 0),
+            id=str(e.get("id") or ""),
+            eqno=str(e.get("eqno") or ""),
+            section=str(e.get("section") or ""),
+            text=str(e.get("text") or ""),
+        )
+        for e in data.get("elements", [])
+    ]
+    window = tuple(data.get("window") or (0, 0))
+    return Layout(
+        window=(int(window[0]), int(window[1])),
+        column_left=float(col.get("left") or 0),
+        column_right=float(col.get("right") or 0),
+        elements=elements,
+        error=str(data.get("error") or ""),
+    )
+
+
+def too_wide(layout: Layout, slack: float = WIDTH_SLACK_PX) -> list[LayoutElement]:
+    """The elements wider than the column, or reaching past its right edge, by more than slack.
+
+    Elements not laid out (zero width and height: in a collapsed or hidden block) are skipped.
+    """
+    out = []
+    for e in layout.elements:
+        if e.width == 0 and e.height == 0:
+            continue
+        if e.width > layout.column_width + slack or e.right > layout.column_right + slack:
+            out.append(e)
+    return out
+
+
+def width_problems(layout: Layout | None, slack: float = WIDTH_SLACK_PX) -> list[str]:
+    """The width check's problems for one page (empty list: everything fits)."""
+    if layout is None:
+        return ["layout probe did not run (no <pre id=vaeas-layout> in the DOM: raise --budget)"]
+    if layout.error or layout.column_width <= 0:
+        return [f"layout probe failed: {layout.error or 'no content column'}"]
+    wide = too_wide(layout, slack)
+    if not wide:
+        return []
+    items = " | ".join(f"{e.describe()} {e.width:.0f} px" for e in wide)
+    return [
+        f"{len(wide)} element(s) wider than the {layout.column_width:.0f} px column "
+        f"(viewport {layout.window[0]} px wide): {items}"
+    ]
+
+
+def leak_problems(dom: str) -> list[str]:
+    """The raw-LaTeX check's problems for one page (empty list: no TeX leaks)."""
+    leaks = latex_leaks(dom)
+    if not leaks:
+        return []
+    return [f"{len(leaks)} raw LaTeX leak(s): " + " | ".join(f"«{s}»" for s in leaks)]
+
+
 # --------------------------------------------------------------------------- the browser
 
 
@@ -347,6 +701,7 @@ def check_page(
     log: RequestLog,
     shot_path: Path,
     budget_ms: int,
+    window: tuple[int, int] = WINDOW,
 ) -> list[str]:
     problems: list[str] = []
     html_file = root / f"{doc}.html"
@@ -357,7 +712,8 @@ def check_page(
     url = base_url + url_path
 
     t0 = time.monotonic()
-    proc = chromium_run(chromium, url, ["--dump-dom"], budget_ms)
+    window_arg = f"--window-size={window[0]},{window[1]}"
+    proc = chromium_run(chromium, url, ["--dump-dom", window_arg], budget_ms)
     if proc.returncode != 0 or "<html" not in proc.stdout.lower():
         tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
         return [f"chromium --dump-dom failed (rc={proc.returncode}): {tail[0][:160]}"]
@@ -395,6 +751,11 @@ def check_page(
         )
     if dom.system_messages:
         problems.append(f"{dom.system_messages} docutils system message(s)")
+
+    # raw TeX in the text, elements wider than the column
+    problems += leak_problems(proc.stdout)
+    layout = read_layout(proc.stdout)
+    problems += width_problems(layout)
     failed = sorted(p for p, s in served.items() if s >= 400 and not p.endswith("favicon.ico"))
     if failed:
         problems.append(f"{len(failed)} request(s) failed: {failed[0]} ({served[failed[0]]})")
@@ -403,13 +764,13 @@ def check_page(
     shot_path.parent.mkdir(parents=True, exist_ok=True)
     if shot_path.exists():
         shot_path.unlink()
-    proc = chromium_run(
-        chromium, url, [f"--screenshot={shot_path}", "--window-size=1200,900"], budget_ms
-    )
+    proc = chromium_run(chromium, url, [f"--screenshot={shot_path}", window_arg], budget_ms)
     if not shot_path.is_file() or shot_path.stat().st_size == 0:
         problems.append(f"no screenshot (chromium rc={proc.returncode})")
 
     facts = f"math {dom.mjx_containers}/{expected_math}, img {len(dom.images)}/{len(source.images)}"
+    if layout is not None:
+        facts += f", column {layout.column_width:.0f} px, {len(layout.elements)} measured"
     return problems or [f"ok: {facts}"]
 
 
@@ -435,7 +796,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--budget", type=int, default=8000, help="virtual time budget per page, ms (default: 8000)"
     )
+    ap.add_argument(
+        "--window",
+        default=f"{WINDOW[0]}x{WINDOW[1]}",
+        help=f"browser window WIDTHxHEIGHT for the width check and screenshots "
+        f"(default: {WINDOW[0]}x{WINDOW[1]})",
+    )
     args = ap.parse_args(argv)
+    m = re.fullmatch(r"(\d+)x(\d+)", args.window)
+    if not m:
+        ap.error(f"--window must be WIDTHxHEIGHT, not {args.window!r}")
+    window = (int(m.group(1)), int(m.group(2)))
 
     root = Path(args.html_dir).resolve()
     toc = Path(args.toc)
@@ -481,7 +852,8 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             try:
                 result = check_page(
-                    doc, root, base_url, chromium, log, shots / f"{names[doc]}.png", args.budget
+                    doc, root, base_url, chromium, log, shots / f"{names[doc]}.png", args.budget,
+                    window,
                 )
             except subprocess.TimeoutExpired:
                 result = ["chromium timed out"]
