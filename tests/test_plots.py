@@ -89,12 +89,14 @@ def test_run_kl_per_dim_sorts_each_methods_kl(runs):
     assert heights[:4] == [0.5, 0.25, 0.25, 0.0] and heights[4:8] == [1.0, 0.5, 0.5, 0.0]  # seed 0, sorted
 
 
-def test_history_keeps_one_row_of_panels():
-    fig = plots.history({"a": [{"epoch": 1, "val_kl": 1.0}, {"epoch": 2, "val_kl": ""}]}, keys=["val_kl", "kl_weight"],
-                        labels={"val_kl": "rate"})
-    assert fig.get_size_inches()[0] == pytest.approx(6.6)
-    assert [ax.get_title() for ax in fig.axes] == ["rate", "KL weight"]
-    assert fig.axes[0].lines[0].get_ydata().tolist() == [1.0] and fig.axes[1].lines[0].get_ydata().size == 0
+def test_history_puts_two_panels_per_row_and_the_legend_below():
+    fig = plots.history({"a": [{"epoch": 1, "val_kl": 1.0}, {"epoch": 2, "val_kl": ""}]},
+                        keys=["val_kl", "kl_weight", "val_mi"], labels={"val_kl": "rate"})
+    assert fig.get_size_inches()[0] == pytest.approx(plots.FIG_WIDTH)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["rate", "KL weight", "MI (nats)"]    # a 2 x 2 grid, one hidden
+    assert shown[0].lines[0].get_ydata().tolist() == [1.0] and shown[1].lines[0].get_ydata().size == 0
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)   # outside the data
     plt.close("all")
 
 
@@ -152,8 +154,8 @@ def test_lambda_paths_draws_baselines_as_points_and_targets_as_paths():
     assert [t.get_text() for t in left.texts] == ["1", "10", "100"]
     assert fig.get_figwidth() <= 7 and "k=500" in right.get_ylabel()
     plt.close(fig)
-    with pytest.raises(ValueError, match="at most 10"):
-        plots.lambda_paths(df, [f"m{i}" for i in range(11)], {})
+    with pytest.raises(ValueError, match="at most 9"):
+        plots.lambda_paths(df, [f"m{i}" for i in range(10)], {})
 
 
 def test_latent_scatter_gives_each_class_its_own_colour():
@@ -169,3 +171,48 @@ def test_latent_scatter_gives_each_class_its_own_colour():
     fig.canvas.draw()
     assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0", "1", "2", "3"]
     plt.close(fig)
+
+
+def _distance(a: str, b: str) -> float:
+    from matplotlib.colors import to_rgb
+
+    return float(np.linalg.norm(np.subtract(to_rgb(a), to_rgb(b))))
+
+
+def test_the_palette_has_nine_distinct_colours():
+    assert len(plots.PALETTE) == 9
+    assert min(_distance(a, b) for i, a in enumerate(plots.PALETTE) for b in plots.PALETTE[i + 1:]) > 0.2
+
+
+def test_every_figure_fits_the_column_with_text_of_at_least_10_pt(runs):
+    import pandas as pd
+
+    plots.use_style()
+    try:
+        df = R.load_results(runs)
+        rows = [dict(method=m, seed=s, kl=float(i), rec=45.0 - i, iw_nll=44.0 + i, iw_k=500)
+                for i, m in enumerate(["vae", "beta", "label_l1", "label_l10"]) for s in (0, 1)]
+        q = np.random.default_rng(0).normal(size=(30, 2))
+        study = {0: {"q_mean": q, "p_mean": q}, 1: {"q_mean": q, "p_mean": 2 * q}}
+        figures = {
+            "history": plots.history({m: r["history"] for m, r in zip("abcdefg", runs, strict=False)}),
+            "method_histories": plots.method_histories(runs),
+            "rate_and_likelihood": plots.rate_and_likelihood(df, title="mnist"),
+            "kl_schedules": plots.kl_schedules(runs),
+            "run_kl_per_dim": plots.run_kl_per_dim(runs, threshold=0.1),
+            "lambda_paths": plots.lambda_paths(pd.DataFrame(rows), ["vae", "beta"],
+                                               {"label": [(1, "label_l1"), (10, "label_l10")]}, title="t"),
+            "posterior_mean_grid": plots.posterior_mean_grid({"vae": study, "label": study}),
+            "latent_scatter": plots.latent_scatter(q, np.arange(30) % 4),
+            "reconstructions": plots.reconstructions(np.random.rand(12, 784), {"D = 2": np.random.rand(12, 784)}, n=12),
+            "image_grid": plots.image_grid(np.random.rand(32, 784), nrow=16),
+        }
+        for name, fig in figures.items():
+            assert fig.get_figwidth() <= plots.FIG_WIDTH + 1e-9, f"{name}: {fig.get_figwidth():.2f} in wide"
+            fig.canvas.draw()
+            small = sorted({round(t.get_fontsize(), 1) for t in fig.findobj(matplotlib.text.Text)
+                            if t.get_visible() and t.get_text().strip() and t.get_fontsize() < plots.MIN_FONT})
+            assert not small, f"{name}: text at {small} pt"
+    finally:
+        plt.close("all")
+        matplotlib.rcdefaults()

@@ -15,15 +15,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
-PALETTE = "colorblind"
+#: Paul Tol's "muted" scheme: nine colours that stay distinct for colour-blind readers and on white
+#: (the method colours ``C0``..``C8`` once :func:`use_style` has run).
+PALETTE = ["#332288", "#CC6677", "#117733", "#DDCC77", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499"]
+#: The widest figure, in inches: a book column is about 7 in (672 CSS px), so a figure of at most this
+#: width is shown at about its own size and its 10 pt text stays 10 pt on the page.
+FIG_WIDTH = 7.0
+#: The smallest font, in points, of any text of a figure.
+MIN_FONT = 10
 
 
 def use_style() -> None:
-    """The book's plotting style (seaborn ``whitegrid``, colour-blind palette, readable fonts)."""
+    """The book's plotting style: seaborn ``whitegrid``, :data:`PALETTE`, every text at least
+    :data:`MIN_FONT` pt, images at 150 dpi (figures are at most :data:`FIG_WIDTH` inches wide)."""
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
-    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titleweight": "bold"})
+    plt.rcParams.update({"figure.dpi": 150, "savefig.dpi": 150, "axes.titleweight": "bold",
+                         "font.size": MIN_FONT, "axes.titlesize": MIN_FONT + 1, "axes.labelsize": MIN_FONT,
+                         "xtick.labelsize": MIN_FONT, "ytick.labelsize": MIN_FONT, "legend.fontsize": MIN_FONT,
+                         "legend.title_fontsize": MIN_FONT, "figure.titlesize": MIN_FONT + 1})
 
 
 def _np(x: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
@@ -44,7 +55,7 @@ def image_grid(images: Tensor | np.ndarray, nrow: int = 8, title: str | None = N
         r, c = divmod(i, nrow)
         canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = 1 - img
     if ax is None:
-        fig, ax = plt.subplots(figsize=(nrow * 0.45 + 0.3, rows * 0.45 + 0.5))
+        fig, ax = plt.subplots(figsize=(min(FIG_WIDTH, nrow * 0.45 + 0.3), rows * 0.45 + 0.5))
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -63,13 +74,13 @@ def save_image_grid(images: Tensor, path: str, nrow: int = 8) -> None:
 def reconstructions(x: Tensor, recon: Mapping[str, Tensor], n: int = 10) -> plt.Figure:
     """Rows: the inputs ``x (N, 784)``, then one row per model in ``recon`` (name -> (N, 784))."""
     rows = 1 + len(recon)
-    fig, axes = plt.subplots(rows, 1, figsize=(n * 0.5 + 1.5, rows * 0.62 + 0.2))
+    fig, axes = plt.subplots(rows, 1, figsize=(min(FIG_WIDTH, n * 0.5 + 1.5), rows * 0.62 + 0.2))
     axes = np.atleast_1d(axes)
     image_grid(x[:n], nrow=n, ax=axes[0])
-    axes[0].set_title("input", fontsize=9, loc="left")
+    axes[0].set_title("input", fontsize=MIN_FONT, loc="left")
     for ax, (name, r) in zip(axes[1:], recon.items(), strict=True):
         image_grid(r[:n], nrow=n, ax=ax)
-        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_title(name, fontsize=MIN_FONT, loc="left")
     fig.tight_layout()
     return fig
 
@@ -77,13 +88,16 @@ def reconstructions(x: Tensor, recon: Mapping[str, Tensor], n: int = 10) -> plt.
 def history(histories: Mapping[str, Sequence[Mapping[str, Any]]],
             keys: Sequence[str] = ("val_neg_elbo", "val_kl", "val_mi", "val_au"),
             labels: Mapping[str, str] | None = None) -> plt.Figure:
-    """One panel per metric in ``keys``, one line per run (name -> list of per-epoch dicts)."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.9))
-    axes = np.atleast_1d(axes)
-    for ax, key in zip(axes, keys, strict=True):
+    """One panel per metric in ``keys`` (two per row), one line per run (name -> list of per-epoch
+    dicts), one legend under the panels."""
+    ncol = min(2, len(keys))
+    rows = -(-len(keys) // ncol)
+    fig, axes = plt.subplots(rows, ncol, figsize=(FIG_WIDTH if ncol == 2 else 3.6, 2.6 * rows + 0.5), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys, strict=False):
         _history_panel(ax, histories, key, labels)
-    axes[-1].legend(fontsize=8, frameon=False)
-    fig.tight_layout()
+    _legend_below(fig, axes.flat[0], ncol=min(3, len(histories)))
     return fig
 
 
@@ -118,7 +132,7 @@ def kl_per_dim(kls: Mapping[str, Sequence[float] | Tensor], sort: bool = True,
         ax.axhline(threshold, color="k", lw=0.8, ls="--")
     ax.set_xlabel("latent dimension (sorted by KL)")
     ax.set_ylabel("KL (nats)")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=MIN_FONT, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -132,7 +146,8 @@ def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, title:
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
     n = int(labels.max()) + 1  # one colour per class, a discrete colour bar
-    cmap = ListedColormap(plt.get_cmap("tab10" if n <= 10 else "tab20").colors[:n]) if n <= 20 else "viridis"
+    colours = PALETTE if n <= len(PALETTE) else plt.get_cmap("tab20").colors
+    cmap = ListedColormap(colours[:n]) if n <= 20 else "viridis"
     norm = BoundaryNorm(np.arange(-0.5, n + 0.5), n) if n <= 20 else None
     sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap=cmap, norm=norm, s=3, alpha=0.7)
     ax.set_xlabel("$z_1$")
@@ -176,7 +191,7 @@ def rate_distortion(points: Mapping[str, tuple[Sequence[float], Sequence[float]]
         ax.set_ylim(min(alld) - 3, max(alld) + 3)
     ax.set_xlabel("rate: KL (nats)")
     ax.set_ylabel("distortion: reconstruction (nats)")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=MIN_FONT, frameon=False)
     return ax.figure
 
 
@@ -188,9 +203,12 @@ def _seed_runs(results: Any, seed: int | None) -> Mapping[str, Mapping[str, Any]
 
 
 def _legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 4) -> None:
-    """One legend for the whole figure, under its panels (taken from ``ax``)."""
+    """One legend for the whole figure, under its panels, outside the data (entries taken from
+    ``ax``); lays the panels out above the room its rows need. Call it last."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=MIN_FONT, frameon=False)
+    fig.tight_layout(rect=(0, (0.1 + 0.25 * rows) / fig.get_figheight(), 1, 1))
 
 
 def rate_and_likelihood(df: Any, title: str | None = None) -> plt.Figure:
@@ -217,7 +235,6 @@ def rate_and_likelihood(df: Any, title: str | None = None) -> plt.Figure:
     if title:
         fig.suptitle(f"{title}: test rate, distortion and likelihood (each dot a seed)", fontsize=11)
     _legend_below(fig, axes[0])
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
     return fig
 
 
@@ -237,7 +254,7 @@ def kl_schedules(results: Any, seed: int | None = None, offset: float = 0.012) -
         ax.plot(ep, w + offset * i, label=m, lw=1.4)
     ax.set_xlabel("epoch")
     ax.set_ylabel("KL weight")
-    ax.legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=MIN_FONT, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("the KL weight each method trains with (curves offset slightly)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -273,7 +290,6 @@ def method_histories(results: Any, keys: Sequence[str] = ("val_kl", "val_au", "v
     if title:
         fig.suptitle(title, fontsize=11)
     _legend_below(fig, axes.flat[0])
-    fig.tight_layout(rect=(0, 0.55 / height, 1, 1))
     return fig
 
 
@@ -357,8 +373,9 @@ def lambda_paths(df: Any, baselines: Sequence[str], paths: Mapping[str, Sequence
     −ELBO iso-lines; right: rate against IW-NLL. At most 10 colours (baselines, then paths).
     """
     n_colours = len(baselines) + len(paths)
-    if n_colours > 10:
-        raise ValueError(f"lambda_paths draws at most 10 methods and paths, got {n_colours}")
+    if n_colours > len(PALETTE):
+        raise ValueError(f"lambda_paths draws at most {len(PALETTE)} methods and paths (one colour each), "
+                         f"got {n_colours}")
     means = df.groupby("method", sort=False)[["kl", "rec", "iw_nll"]].mean()
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.9))
     markers = "osD^vP*Xhp"
@@ -376,7 +393,7 @@ def lambda_paths(df: Any, baselines: Sequence[str], paths: Mapping[str, Sequence
             ax.plot(xs, ys, color=f"C{j}", marker="o", ms=4, lw=1.4, label=f"VAE-AS {target}", zorder=2)
             if ax is axes[0]:
                 for (lam, _), xx, yy in zip(pts, xs, ys, strict=True):
-                    ax.annotate(f"{lam:g}", (xx, yy), textcoords="offset points", xytext=(3, 3), fontsize=8,
+                    ax.annotate(f"{lam:g}", (xx, yy), textcoords="offset points", xytext=(3, 3), fontsize=MIN_FONT,
                                 color=f"C{j}")
     rates, recs = means["kl"].to_numpy(), means["rec"].to_numpy()
     rr = np.linspace(0, rates.max() * 1.05 + 0.5, 50)
@@ -390,6 +407,4 @@ def lambda_paths(df: Any, baselines: Sequence[str], paths: Mapping[str, Sequence
     if title:
         fig.suptitle(title, fontsize=11)
     _legend_below(fig, axes[0], ncol=4)
-    rows = int(np.ceil(n_colours / 4))
-    fig.tight_layout(rect=(0, 0.07 * rows + 0.02, 1, 1))
     return fig
