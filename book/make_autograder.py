@@ -385,8 +385,14 @@ def grade(name: str, submissions: list[Path], out: Path, csv_path: Path | None) 
         os.environ["VAEAS_DATA"] = str(Path("data").resolve())
     rows = []
     for path in submissions:
-        results = grade_submission(str(path), str(zip_path), quiet=True)
-        row = {"file": str(path)}
+        row: dict = {"file": str(path)}
+        try:
+            results = grade_submission(str(path), str(zip_path), quiet=True)
+        except Exception as exc:  # another chapter's notebook, not a notebook, ...: report it, go on
+            row.update(total=0, error=f"{type(exc).__name__}: {exc}")
+            rows.append(row)
+            print(f"{path}: not graded ({row['error']})")
+            continue
         for question, result in sorted(results.results.items()):
             row[question] = round(result.score, 3)
         row["total"], row["possible"] = round(results.total, 3), results.possible

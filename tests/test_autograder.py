@@ -110,11 +110,15 @@ def test_solutions_score_full_marks_and_templates_zero(name, tmp_path, monkeypat
     graded_tests = nbformat.read(solutions, as_version=4).metadata["otter"]["tests"]
     assert all("hidden=True" in t for t in graded_tests.values()), "every question has hidden tests"
 
-    rows = script.grade(name, [solutions, student], tmp_path, tmp_path / "grades.csv")
-    full, blank = rows
+    wrong = tmp_path / "wrong.ipynb"  # a notebook of another assignment is reported, not graded
+    nb.metadata["otter"]["assignment_name"] = "another-assignment"
+    nbformat.write(nb, wrong)
+    rows = script.grade(name, [solutions, student, wrong], tmp_path, tmp_path / "grades.csv")
+    full, blank, other = rows
+    assert other["total"] == 0 and "another-assignment" in other["error"]
     questions = set(tests)
     assert questions <= set(full) and full["possible"] == n_ex * script.QUESTION_POINTS
     assert full["total"] == full["possible"], f"the solutions lost points: {full}"
     assert all(full[q] == script.QUESTION_POINTS for q in questions), full
     assert blank["total"] == 0 and all(blank[q] == 0 for q in questions), f"the blank templates scored: {blank}"
-    assert (tmp_path / "grades.csv").read_text(encoding="utf-8").count("\n") == 3
+    assert (tmp_path / "grades.csv").read_text(encoding="utf-8").count("\n") == 4
