@@ -78,7 +78,7 @@ NOTE = (
 )
 CHDIR = re.compile(r"^if [^\n]*\n[ \t]+os\.chdir\(\"\.\.\"\)[^\n]*\n", re.M)
 EXERCISES_HEADING = re.compile(r"^## Exercises\s*$", re.M)
-EXERCISE_HEADING = re.compile(r"^#{2,3} Exercise \d+", re.M)
+EXERCISE_HEADING = re.compile(r"^(?:\([\w-]+\)=\n)?#{2,3} Exercise \d+", re.M)  # with its MyST label
 DROPPED_LINES = re.compile(r"^# check of exercise.*\n|^print\(\"✓ correct\"\)\n?", re.M)
 
 
@@ -188,7 +188,7 @@ def read_chapter(name: str, book_text: str | None = None, hidden_text: str | Non
         cell = cells[i]
         tags = _tags(cell)
         if "template" not in tags:
-            if "solution" in tags or "remove-cell" in tags:  # solution notes; plumbing such as run times
+            if "solution" in tags:  # the solution notes (Markdown) stay in the book
                 i += 1
                 continue
             items.append(("cell", cell))
@@ -202,10 +202,10 @@ def read_chapter(name: str, book_text: str | None = None, hidden_text: str | Non
             raise ValueError(f"{where}: the solution must be followed by its check cell")
         # the statement: the cells since the last Markdown cell before the template
         back = len(items)
-        while back > 0 and not (items[back - 1][0] == "cell" and items[back - 1][1]["cell_type"] == "markdown"):
+        while back > 0 and items[back - 1][0] == "cell" and items[back - 1][1]["cell_type"] != "markdown":
             back -= 1
-        if back == 0:
-            raise ValueError(f"{where}: no Markdown statement before the template")
+        if back == 0 or items[back - 1][0] != "cell":
+            raise ValueError(f"{where}: no Markdown statement between the previous exercise and the template")
         head = _split_statement(items[back - 1][1])
         statement = [head[-1], *(c for _, c in items[back:])]
         items[back - 1:] = [("cell", c) for c in head[:-1]]

@@ -74,6 +74,12 @@ def test_free_names_are_the_globals_a_test_reads():
     assert _script().free_names(code) == ["batch_bound", "math", "np", "torch"]
 
 
+def test_a_statement_starts_at_its_heading_with_its_label():
+    cell = {"cell_type": "markdown", "source": "## Exercises\n\nIntro.\n\n(sec-x)=\n### Exercise 1: y\n\nStatement."}
+    intro, statement = _script()._split_statement(cell)
+    assert intro["source"] == "## Exercises\n\nIntro.\n" and statement["source"].startswith("(sec-x)=\n### Exercise 1")
+
+
 # ----------------------------------------------------------------------------- built and graded
 @pytest.mark.parametrize("name", list(CHAPTERS))
 def test_solutions_score_full_marks_and_templates_zero(name, tmp_path, monkeypatch):
@@ -122,3 +128,4 @@ def test_solutions_score_full_marks_and_templates_zero(name, tmp_path, monkeypat
     assert all(full[q] == script.QUESTION_POINTS for q in questions), full
     assert blank["total"] == 0 and all(blank[q] == 0 for q in questions), f"the blank templates scored: {blank}"
     assert (tmp_path / "grades.csv").read_text(encoding="utf-8").count("\n") == 4
+
