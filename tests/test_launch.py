@@ -1,6 +1,6 @@
 """The repository URL lives in one place, ``_config.yml`` (``repository.url``, ``repository.branch``),
-which the launch buttons read; every chapter's setup cell, the student editions, the README's Colab
-link and the intro's citation must name the same repository, and ``environment.yml`` (conda, Binder)
+which the launch buttons read; every chapter's setup cell (which clones it on Colab), the student
+editions, the README's Colab link and the intro's citation must name the same repository, and ``environment.yml`` (conda, Binder)
 must install the same packages as ``pyproject.toml``."""
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ def test_the_config_names_a_github_repository():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_setup_cell_installs_the_configured_repository(path):
-    installs = re.findall(r'%pip install[^\n]*"vaeas @ git\+([^"]+)"', setup_cell(path))
-    assert installs == [URL], f"{path.name}: the setup cell must install vaeas from {URL} (found {installs})"
+def test_every_setup_cell_fetches_the_configured_repository(path):
+    cell = setup_cell(path)
+    clones = re.findall(r"git clone -q --depth 1 (\S+) ", cell)
+    assert clones == [URL], f"{path.name}: the setup cell must clone {URL} (found {clones})"
+    assert re.findall(r"https://github\.com/\S+", cell) == [URL], "one repository URL per setup cell"
+    assert "%pip install -q -e ." in cell
 
 
 def test_readme_and_intro_name_the_configured_repository():
