@@ -58,12 +58,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The chapters with exercises (template, solution and check cells), in book order.
-CHAPTERS = ("07_total_collapse.ipynb", "08_exercises.ipynb")
+#: The chapters with code exercises (template, solution and check cells), in book order. (Chapters 1-4
+#: have pen-and-paper exercises only: nothing to grade automatically.)
+CHAPTERS = ("05_comparison_mnist.ipynb", "06_omniglot.ipynb", "07_total_collapse.ipynb", "08_exercises.ipynb")
 HIDDEN_TESTS = Path(__file__).resolve().parent / "autograder_tests"
 DEFAULT_OUT = ROOT / "_build" / "autograder"
 #: Files (relative to the repository root) that a chapter's checks read; copied next to the notebooks.
-SUPPORT_FILES = {"07_total_collapse.ipynb": ("results/sequence",)}
+SUPPORT_FILES = {"05_comparison_mnist.ipynb": ("results/comparison",),
+                 "06_omniglot.ipynb": ("results/comparison",),
+                 "07_total_collapse.ipynb": ("results/sequence",)}
 #: Points per exercise: the public test (the book's check) and the hidden tests together.
 PUBLIC_POINTS, QUESTION_POINTS = 1, 2
 #: Installed by otter's Docker/Gradescope image (``otter run`` and ``grade`` use the current environment).
@@ -78,7 +81,10 @@ NOTE = (
 )
 CHDIR = re.compile(r"^if [^\n]*\n[ \t]+os\.chdir\(\"\.\.\"\)[^\n]*\n", re.M)
 EXERCISES_HEADING = re.compile(r"^## Exercises\s*$", re.M)
-EXERCISE_HEADING = re.compile(r"^(?:\([\w-]+\)=\n)?#{2,3} Exercise \d+", re.M)  # with its MyST label
+#: Where an exercise's statement starts: a heading "## Exercise 3" (with its MyST label) or the opening
+#: fence of a sphinx-exercise directive, ":::{exercise} Title" (or with backticks).
+EXERCISE_HEADING = re.compile(
+    r"^(?:\([\w-]+\)=\n)?(?:#{2,3} Exercise \d+|(?::{3,}|`{3,})\{exercise(?:-start)?\})", re.M)
 DROPPED_LINES = re.compile(r"^# check of exercise.*\n|^print\(\"✓ correct\"\)\n?", re.M)
 
 

@@ -5,7 +5,8 @@ Run from anywhere in the repository::
     python book/make_student_edition.py            # writes student/<chapter>.ipynb for every CHAPTERS entry
     python book/make_student_edition.py --check    # exit 1 if any of those files is out of date
 
-A student edition keeps every cell of ``book/<chapter>.ipynb`` except those tagged ``solution``,
+A student edition keeps every cell of ``book/<chapter>.ipynb`` except those tagged ``solution`` (the
+solution code cells and the Markdown cells that hold a ``{solution}`` directive),
 clears all outputs and execution counts, keeps only the ``tags`` of each cell's metadata and puts a
 note on top saying where the file comes from. The output is deterministic: the same book notebook
 always gives the same bytes (sorted keys, one-space indent and one line per list item of
@@ -20,8 +21,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The chapters with exercises (template, solution and check cells), in book order.
-CHAPTERS = ("07_total_collapse.ipynb", "08_exercises.ipynb")
+#: The chapters with exercises, in book order: every lesson chapter ends with an Exercises section
+#: (pen-and-paper exercises with hidden solutions; chapters 5-8 also have template, solution and check cells).
+CHAPTERS = ("01_vae.ipynb", "02_mutual_information.ipynb", "03_collapse.ipynb", "04_vaeas.ipynb",
+            "05_comparison_mnist.ipynb", "06_omniglot.ipynb", "07_total_collapse.ipynb", "08_exercises.ipynb")
 SOURCE = Path("book") / CHAPTERS[-1]
 TARGET = Path("student") / CHAPTERS[-1]
 SOLUTION_TAG = "solution"
@@ -31,6 +34,12 @@ NOTE = (
     "`python book/make_student_edition.py`; edit the book notebook, not this file. Fill in each "
     "template cell (replace the `raise NotImplementedError(...)` line), then run the check cell "
     "below it: it prints `✓ correct` or tells you what is wrong."
+)
+#: The note of a chapter whose exercises are all on paper (no template cell).
+NOTE_PAPER = (
+    "*Student edition.* This notebook is generated from `book/{name}` by "
+    "`python book/make_student_edition.py`; edit the book notebook, not this file. The exercises "
+    "at the end of the chapter are worked on paper; their solutions are left out of this edition."
 )
 
 
@@ -45,8 +54,9 @@ def _lines(text: str) -> list[str]:
 def render(book_text: str, name: str = CHAPTERS[-1]) -> str:
     """The student edition (as the text of an .ipynb file) of the book notebook ``name`` given as text."""
     book = json.loads(book_text)
+    has_code = any("template" in c.get("metadata", {}).get("tags", []) for c in book["cells"])
     cells: list[dict] = [{"cell_type": "markdown", "id": "student-edition", "metadata": {},
-                          "source": _lines(NOTE.format(name=name))}]
+                          "source": _lines((NOTE if has_code else NOTE_PAPER).format(name=name))}]
     for i, cell in enumerate(book["cells"]):
         tags = list(cell.get("metadata", {}).get("tags", []))
         if SOLUTION_TAG in tags:

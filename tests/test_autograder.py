@@ -26,7 +26,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "book" / "make_autograder.py"
 #: chapter -> number of exercises
-CHAPTERS = {"07_total_collapse.ipynb": 3, "08_exercises.ipynb": 7}
+CHAPTERS = {"05_comparison_mnist.ipynb": 2, "06_omniglot.ipynb": 1, "07_total_collapse.ipynb": 3,
+            "08_exercises.ipynb": 7}
 
 
 def _script():
@@ -78,6 +79,15 @@ def test_a_statement_starts_at_its_heading_with_its_label():
     cell = {"cell_type": "markdown", "source": "## Exercises\n\nIntro.\n\n(sec-x)=\n### Exercise 1: y\n\nStatement."}
     intro, statement = _script()._split_statement(cell)
     assert intro["source"] == "## Exercises\n\nIntro.\n" and statement["source"].startswith("(sec-x)=\n### Exercise 1")
+
+
+def test_a_statement_starts_at_its_exercise_directive():
+    text = "## Exercises\n\nIntro.\n\n:::{exercise} Y\n:label: ex-x-y\n\nStatement.\n:::"
+    cell = {"cell_type": "markdown", "source": text}
+    intro, statement = _script()._split_statement(cell)
+    assert intro["source"] == "## Exercises\n\nIntro.\n" and statement["source"].startswith(":::{exercise} Y\n")
+    alone = {"cell_type": "markdown", "source": ":::{exercise} Y\n:label: ex-x-y\n\nStatement.\n:::"}
+    assert _script()._split_statement(alone) == [alone]
 
 
 # ----------------------------------------------------------------------------- built and graded

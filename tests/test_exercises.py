@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,15 @@ nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "book" / "make_student_edition.py"
-#: chapter -> (number of exercises, whether the whole notebook is exercises)
-CHAPTERS = {"07_total_collapse.ipynb": (3, False), "08_exercises.ipynb": (7, True)}
+#: chapter -> (number of code exercises, whether the whole notebook is exercises)
+CHAPTERS = {"01_vae.ipynb": (0, False), "02_mutual_information.ipynb": (0, False), "03_collapse.ipynb": (0, False),
+            "04_vaeas.ipynb": (0, False), "05_comparison_mnist.ipynb": (2, False), "06_omniglot.ipynb": (1, False),
+            "07_total_collapse.ipynb": (3, False), "08_exercises.ipynb": (7, True)}
+#: the chapters whose checks run (those with code exercises)
+CODE_CHAPTERS = [name for name, (n_ex, _) in CHAPTERS.items() if n_ex]
+#: sphinx-exercise's directives, as the chapters write them (colon fences)
+EXERCISE = re.compile(r"^:::\{exercise\} \S.*\n:label: (ex-[a-z]+-[a-z0-9-]+)$", re.M)
+SOLUTION = re.compile(r"^:::\{solution\} (ex-[a-z]+-[a-z0-9-]+)\n:class: dropdown$", re.M)
 CHECK_ERRORS = ("AssertionError", "NotImplementedError")
 
 
@@ -126,6 +134,37 @@ def test_structure_of_book_and_student_edition(name):
             assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
 
 
+#: chapters whose exercises are still headings + admonitions (convert them, then drop them from here)
+NOT_YET_CONVERTED = {"07_total_collapse.ipynb"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="exercises not yet in sphinx-exercise's form"))
+    if name in NOT_YET_CONVERTED else name for name in CHAPTERS])
+def test_every_exercise_is_numbered_and_has_a_hidden_solution(name):
+    """sphinx-exercise's convention: each exercise a labelled {exercise}, each followed by its
+    {solution} (a dropdown) in a cell tagged solution, which the student edition drops."""
+    book = nbformat.read(ROOT / "book" / name, as_version=4)
+    exercises, solutions = [], []
+    for cell in book.cells:
+        if cell.cell_type != "markdown":
+            continue
+        found = SOLUTION.findall(cell.source)
+        if found:
+            assert {"solution", "hide-input"} <= _tags(cell), f"cell {cell.id}: a solution cell is tagged solution"
+            assert not EXERCISE.findall(cell.source), f"cell {cell.id}: an exercise and a solution in one cell"
+        solutions += found
+        exercises += EXERCISE.findall(cell.source)
+    assert len(exercises) >= 2, f"{name}: at least two exercises"
+    assert len(set(exercises)) == len(exercises), f"{name}: duplicate labels {exercises}"
+    assert solutions == exercises, f"{name}: every exercise needs one solution, in order: {exercises} vs {solutions}"
+    slug = {e.split("-")[1] for e in exercises}
+    assert len(slug) == 1, f"{name}: one chapter slug in the labels, got {slug}"
+    student = nbformat.read(ROOT / "student" / name, as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    assert EXERCISE.findall(text) == exercises and not SOLUTION.findall(text), f"student/{name}"
+
+
 def _exercise_part(nb, whole: bool):
     """The cells a check test runs: all of them, or the setup cell and the exercises section."""
     if whole:
@@ -137,7 +176,7 @@ def _exercise_part(nb, whole: bool):
 
 
 # ----------------------------------------------------------------------------- the checks
-@pytest.mark.parametrize("name", list(CHAPTERS))
+@pytest.mark.parametrize("name", CODE_CHAPTERS)
 def test_every_check_fails_on_the_empty_template(name):
     n_ex, whole = CHAPTERS[name]
     if whole:
@@ -161,7 +200,7 @@ def test_every_check_fails_on_the_empty_template(name):
     assert checks == n_ex
 
 
-@pytest.mark.parametrize("name", list(CHAPTERS))
+@pytest.mark.parametrize("name", CODE_CHAPTERS)
 def test_every_check_passes_with_the_solution(name):
     n_ex, whole = CHAPTERS[name]
     if whole:
