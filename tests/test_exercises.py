@@ -134,13 +134,7 @@ def test_structure_of_book_and_student_edition(name):
             assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
 
 
-#: chapters whose exercises are still headings + admonitions (convert them, then drop them from here)
-NOT_YET_CONVERTED = {"07_total_collapse.ipynb"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="exercises not yet in sphinx-exercise's form"))
-    if name in NOT_YET_CONVERTED else name for name in CHAPTERS])
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_every_exercise_is_numbered_and_has_a_hidden_solution(name):
     """sphinx-exercise's convention: each exercise a labelled {exercise}, each followed by its
     {solution} (a dropdown) in a cell tagged solution, which the student edition drops."""
