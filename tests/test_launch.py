@@ -1,7 +1,7 @@
 """The repository URL lives in one place, ``_config.yml`` (``repository.url``, ``repository.branch``),
 which the launch buttons read; every chapter's setup cell (which clones it on Colab), the student
-editions, the README's Colab link and the intro's citation must name the same repository, and ``environment.yml`` (conda, Binder)
-must install the same packages as ``pyproject.toml``."""
+editions, the README's Colab link and the intro's citation must name the same repository, and
+``environment.yml`` (conda, Binder) must install the same packages as ``pyproject.toml``."""
 
 from __future__ import annotations
 
