@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("sequence.json", "sequence_aggressive.json", "sequence_controls.json")
+CONFIGS = ("sequence.json", "sequence_aggressive.json", "sequence_controls.json", "sequence_lambda.json")
 MAIN_KEYS = ["iw_nll", "neg_elbo", "kl", "mi_dataset", "code_gain", "latent_r2"]
 DIFF_KEYS = ["iw_nll", "mi_dataset", "code_gain"]
 DIFF_HEAD = {"iw_nll": "Δ IW-NLL", "mi_dataset": "Δ MI", "code_gain": "Δ code gain"}
@@ -51,7 +51,24 @@ def sequence_runs(root: Path = ROOT) -> tuple[pd.DataFrame, list[str]]:
             return 3
         return 2 if o.get("model") == "vaeas" else 1 if o.get("aggressive") else 0
 
-    order = sorted((m for m in methods if m in present), key=kind)   # stable: config order within a kind
+    lam = sweep.load_config(root / "results" / "configs" / "sequence_lambda.json")["methods"]
+    order = sorted((m for m in methods if m in present and m not in lam), key=kind)   # config order within a kind
+    return df[df["method"].isin(order)], order
+
+
+def lambda_runs(root: Path = ROOT) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of chapter 7's lambda sweeps and their order: the vanilla VAE, then per target
+    (label, instance, batch) its weights from small to large and its detached control."""
+    from vaeas import sweep
+    from vaeas.results import load_results
+
+    cfgs = [sweep.load_config(root / "results" / "configs" / name) for name in CONFIGS]
+    targets = {m: ((o or {}).get("target", "label"), bool((o or {}).get("detach_aux")), float((o or {}).get("lam", 0)))
+               for c in cfgs for m, o in c["methods"].items() if (o or {}).get("model") == "vaeas"}
+    df = load_results(root / "results" / "sequence")
+    present = set(df["method"])
+    order = ["vae", *sorted((m for m in targets if m in present),
+                            key=lambda m: (["label", "instance", "batch"].index(targets[m][0]), *targets[m][1:]))]
     return df[df["method"].isin(order)], order
 
 
@@ -70,7 +87,15 @@ def _vs_vae(df: pd.DataFrame, order: list[str]) -> str:
                                                  headers=DIFF_HEAD)))
 
 
+def _lambda(df: pd.DataFrame, order: list[str]) -> str:
+    from vaeas.results import comparison_table, markdown_table
+
+    keys = ["kl", "mi_dataset", "iw_nll", "code_gain", "probe_acc", "latent_r2"]
+    return str(markdown_table(comparison_table(df, keys).set_index("method").loc[order].reset_index()))
+
+
 TABLES: dict[str, Callable[[pd.DataFrame, list[str]], str]] = {"sequence-main": _main, "sequence-vs-vae": _vs_vae}
+LAMBDA_TABLES: dict[str, Callable[[pd.DataFrame, list[str]], str]] = {"sequence-lambda": _lambda}
 
 
 def render(readme: str, tables: dict[str, str]) -> str:
@@ -91,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if README.md's tables are out of date")
     args = ap.parse_args(argv)
     df, order = sequence_runs()
+    lam_df, lam_order = lambda_runs()
     path = ROOT / "README.md"
     old = path.read_text(encoding="utf-8")
     try:
-        new = render(old, {name: make(df, order) for name, make in TABLES.items()})
+        tables = {name: make(df, order) for name, make in TABLES.items()}
+        tables.update({name: make(lam_df, lam_order) for name, make in LAMBDA_TABLES.items()})
+        new = render(old, tables)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -105,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     path.write_text(new, encoding="utf-8")
-    print("wrote README.md's tables: " + ", ".join(TABLES))
+    print("wrote README.md's tables: " + ", ".join([*TABLES, *LAMBDA_TABLES]))
     return 0
 
 
