@@ -28,44 +28,49 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("sequence.json", "sequence_aggressive.json", "sequence_controls.json", "sequence_lambda.json")
+#: The configs of chapter 7's comparison, then that of its lambda sweeps.
+CONFIGS = ("sequence.json", "sequence_aggressive.json", "sequence_controls.json")
+LAMBDA_CONFIG = "sequence_lambda.json"
 MAIN_KEYS = ["iw_nll", "neg_elbo", "kl", "mi_dataset", "code_gain", "latent_r2"]
 DIFF_KEYS = ["iw_nll", "mi_dataset", "code_gain"]
 DIFF_HEAD = {"iw_nll": "Δ IW-NLL", "mi_dataset": "Δ MI", "code_gain": "Δ code gain"}
 
 
-def sequence_runs(root: Path = ROOT) -> tuple[pd.DataFrame, list[str]]:
-    """The runs of chapter 7's comparison (one row per run) and its methods in table order:
-    the methods without VAE-AS, aggressive training, VAE-AS, then the detached controls."""
+def _study(root: Path) -> tuple[dict[str, dict], dict[str, dict], pd.DataFrame]:
+    """(the comparison's methods, the lambda sweeps' methods, every run of results/sequence):
+    methods as name -> options, in config order."""
     from vaeas import sweep
     from vaeas.results import load_results
 
-    cfgs = [sweep.load_config(root / "results" / "configs" / name) for name in CONFIGS]
-    methods = {m: o for c in cfgs for m, o in c["methods"].items()}
-    df = load_results(root / "results" / "sequence")
-    present = set(df["method"])
+    def methods(name: str) -> dict[str, dict]:
+        return {m: o or {} for m, o in sweep.load_config(root / "results" / "configs" / name)["methods"].items()}
+
+    main = {m: o for name in CONFIGS for m, o in methods(name).items()}
+    return main, methods(LAMBDA_CONFIG), load_results(root / "results" / "sequence")
+
+
+def sequence_runs(root: Path = ROOT, study: tuple | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of chapter 7's comparison (one row per run) and its methods in table order:
+    the methods without VAE-AS, aggressive training, VAE-AS, then the detached controls."""
+    methods, _, df = study or _study(root)
 
     def kind(m: str) -> int:
-        o = methods[m] or {}
+        o = methods[m]
         if o.get("detach_aux"):
             return 3
         return 2 if o.get("model") == "vaeas" else 1 if o.get("aggressive") else 0
 
-    lam = sweep.load_config(root / "results" / "configs" / "sequence_lambda.json")["methods"]
-    order = sorted((m for m in methods if m in present and m not in lam), key=kind)   # config order within a kind
+    present = set(df["method"])
+    order = sorted((m for m in methods if m in present), key=kind)   # stable: config order within a kind
     return df[df["method"].isin(order)], order
 
 
-def lambda_runs(root: Path = ROOT) -> tuple[pd.DataFrame, list[str]]:
+def lambda_runs(root: Path = ROOT, study: tuple | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The runs of chapter 7's lambda sweeps and their order: the vanilla VAE, then per target
-    (label, instance, batch) its weights from small to large and its detached control."""
-    from vaeas import sweep
-    from vaeas.results import load_results
-
-    cfgs = [sweep.load_config(root / "results" / "configs" / name) for name in CONFIGS]
-    targets = {m: ((o or {}).get("target", "label"), bool((o or {}).get("detach_aux")), float((o or {}).get("lam", 0)))
-               for c in cfgs for m, o in c["methods"].items() if (o or {}).get("model") == "vaeas"}
-    df = load_results(root / "results" / "sequence")
+    (label, instance, batch) its detached control and its weights from small to large."""
+    main, lam, df = study or _study(root)
+    targets = {m: (o.get("target", "label"), bool(o.get("detach_aux")), float(o.get("lam", 0)))
+               for m, o in {**main, **lam}.items() if o.get("model") == "vaeas"}
     present = set(df["method"])
     order = ["vae", *sorted((m for m in targets if m in present),
                             key=lambda m: (["label", "instance", "batch"].index(targets[m][0]), *targets[m][1:]))]
@@ -115,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if README.md's tables are out of date")
     args = ap.parse_args(argv)
-    df, order = sequence_runs()
-    lam_df, lam_order = lambda_runs()
+    study = _study(ROOT)
+    df, order = sequence_runs(study=study)
+    lam_df, lam_order = lambda_runs(study=study)
     path = ROOT / "README.md"
     old = path.read_text(encoding="utf-8")
     try:
