@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -591,3 +595,42 @@ def test_the_detached_batch_target_trains_exactly_the_vanilla_vae(data):
     trainer.fit(live, data)
     assert same(vae, ctrl) and not same(vae, live)
     assert [r["val_kl"] for r in h_vae] == [r["val_kl"] for r in h_ctrl]
+
+
+# --------------------------------------------------------------------------- the allocator setting
+def _child_env(malloc: str) -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, VAEAS_MALLOC=malloc)
+
+
+def _glibc() -> bool:
+    import ctypes
+    return sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+
+
+def test_keep_freed_memory_applies_on_glibc_only_and_can_be_switched_off():
+    code = "from vaeas.train import keep_freed_memory as k; print(k(), k())"
+    for malloc, expected in (("tuned", _glibc()), ("default", False)):
+        out = subprocess.run([sys.executable, "-c", code], env=_child_env(malloc), capture_output=True,
+                             text=True, timeout=120, check=True).stdout.split()
+        assert out == [str(expected)] * 2, (malloc, out)
+
+
+def test_the_allocator_setting_changes_no_number(tmp_path):
+    """Two runs of the same seed, glibc's defaults and the tuned allocator: identical weights."""
+    corpus = tmp_path / "corpus.txt"
+    words = "the cat dog sat ran on a mat log and big small red".split()
+    corpus.write_text("".join(" ".join(words[(i * 5 + j) % len(words)] for j in range(2 + i % 6)) + "\n"
+                              for i in range(400)))
+    weights = {}
+    for malloc in ("default", "tuned"):
+        out = tmp_path / malloc
+        subprocess.run([sys.executable, "-m", "vaeas", "train", "--dataset", "text", "--text-file", str(corpus),
+                        "--out", str(out), "--epochs", "2", "--latent", "2", "--lstm-hidden", "16",
+                        "--embed-dim", "8", "--k", "3", "--device", "cpu", "--no-probe", "--quiet"],
+                       env=_child_env(malloc), capture_output=True, text=True, timeout=300, check=True)
+        weights[malloc] = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    assert weights["default"].keys() == weights["tuned"].keys()
+    for name, w in weights["default"].items():
+        assert torch.equal(w, weights["tuned"][name]), name
