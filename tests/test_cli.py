@@ -56,6 +56,7 @@ def _subprocess_env(**extra):
     (["--lam", "-1"], "--lam"),
     (["--lam", "nan"], "--lam"),
     (["--epochs", "0"], "--epochs"),
+    (["--patience", "-1"], "--patience"),
     (["--epochs", "two"], "--epochs"),
     (["--lr", "0"], "--lr"),
     (["--hidden", "1,x"], "--hidden"),

@@ -215,6 +215,7 @@ def test_made_needs_x_and_a_hidden_layer():
 # --------------------------------------------------------------------------- factory
 @pytest.mark.parametrize("kwargs", [
     dict(model="ae"), dict(arch="resnet"), dict(activation="swish"), dict(latent_dim=0),
+    dict(latent_dim=0, arch="conv"), dict(latent_dim=0, arch="made", model="vaeas"), dict(latent_dim=-1),
     dict(hidden=(32, 0)), dict(arch="conv", in_dim=100), dict(model="vaeas", target="pixel"),
     dict(model="vaeas", lam=-1.0), dict(model="vaeas", head="flat"),
     dict(arch="lstm", hidden=None), dict(arch="lstm", hidden=None, vocab_size=10),
@@ -445,3 +446,40 @@ def test_build_for_dataset_on_the_package_dataset():
     assert model.aux_entropy(5) == pytest.approx(data.label_entropy())
     inst = build_for_dataset(data, "vaeas", target="instance", latent_dim=2, hidden=(8,))
     assert inst.config["num_classes"] == 40 and inst.aux_entropy(5) == pytest.approx(math.log(40))
+
+
+# --------------------------------------------------------------------------- no latent code (D = 0)
+def _no_code(arch: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    if arch == "made":
+        return build_model("vae", "made", latent_dim=0, hidden=(16,), decoder_hidden=(32,)), _batch(6)[0]
+    x = torch.tensor([[1, 4, 5, 6, 2, 0], [1, 7, 2, 0, 0, 0], [1, 8, 9, 4, 5, 2]])  # <bos> .. <eos> <pad>
+    return build_model("vae", "lstm", latent_dim=0, vocab_size=10, max_len=4, embed_dim=6, lstm_hidden=8), x
+
+
+@pytest.mark.parametrize("arch", ["made", "lstm"])
+def test_a_model_without_a_code_is_its_decoder_alone(arch):
+    """D = 0: no encoder weights, KL = 0, -ELBO = -log p(x) exactly, so IW-NLL at any k equals it."""
+    from vaeas import metrics
+
+    model, x = _no_code(arch)
+    model.eval()
+    assert model.encoder_parameters() == [] and model.latent_dim == 0
+    parts = model.loss(x)
+    assert torch.equal(parts["kl"], torch.zeros(len(x)))
+    exact = -model.log_likelihood(model.decode(torch.zeros(len(x), 0), x), x)
+    assert torch.allclose(parts["neg_elbo"], exact)
+    assert torch.allclose(metrics.iw_nll(model, x, k=64), exact, atol=1e-5)
+    assert metrics.active_units(model, x) == 0
+    assert metrics.mutual_information(model, x) == pytest.approx(0.0, abs=1e-6)
+    rebuilt = model_from_config(model.config)
+    rebuilt.load_state_dict(model.state_dict())
+
+
+def test_probe_without_a_code_predicts_the_training_prior():
+    from vaeas import metrics
+
+    model, x = _no_code("made")
+    y_train = torch.tensor([2, 2, 2, 0, 1, 2])
+    y_test = torch.tensor([2, 0, 2, 1, 2, 2])
+    assert metrics.linear_probe(model, x, y_train, x, y_test) == pytest.approx(4 / 6)

@@ -634,3 +634,58 @@ def test_the_allocator_setting_changes_no_number(tmp_path):
     assert weights["default"].keys() == weights["tuned"].keys()
     for name, w in weights["default"].items():
         assert torch.equal(w, weights["tuned"][name]), name
+
+
+# --------------------------------------------------------------------------- early stopping
+SCRIPT = [5.0, 4.0, 4.5, 4.2, 4.1, 3.0, 2.0, 1.0]  # validation -ELBO by epoch: best at 2, then 3 worse
+
+
+@pytest.fixture
+def scripted_validation(monkeypatch):
+    """Replace each epoch's validation -ELBO by SCRIPT[epoch - 1] (the rest of the loop is real)."""
+    real = Trainer._end_epoch
+
+    def end_epoch(self, run, row, bar):
+        row["val_neg_elbo"] = SCRIPT[run.epoch]
+        return real(self, run, row, bar)
+
+    monkeypatch.setattr(Trainer, "_end_epoch", end_epoch)
+
+
+def test_patience_stops_and_keeps_the_best_epochs_weights(data, tmp_path, scripted_validation):
+    trainer = Trainer(epochs=8, patience=3, snapshots=(2, 5), **FAST)
+    model = _model()
+    hist = trainer.fit(model, data, out_dir=tmp_path)
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4, 5]  # epochs 3, 4, 5 brought no new best
+    assert [r["best_epoch"] for r in hist] == [1, 2, 2, 2, 2]
+    best, last = _model(seed=9), _model(seed=9)
+    load_snapshot(best, tmp_path, 2)
+    load_snapshot(last, tmp_path, 5)
+    _assert_same_weights(model, best)
+    _assert_same_weights(load_model(tmp_path), best)  # what `vaeas evaluate` loads
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["early_stopping"]["stopped"] and ckpt["early_stopping"]["best_epoch"] == 2
+    assert all(torch.equal(v, last.state_dict()[k]) for k, v in ckpt["model"].items())  # resume goes on from here
+    again = _model(seed=4)  # a finished run: nothing more is trained, the best weights are loaded
+    assert len(trainer.fit_or_load(again, data, tmp_path)) == 5
+    _assert_same_weights(again, best)
+
+
+def test_patience_resume_equals_uninterrupted(data, tmp_path, scripted_validation):
+    trainer = Trainer(epochs=8, patience=3, seed=1, **FAST)
+    a = _model()
+    hist_a = trainer.fit(a, data, out_dir=tmp_path / "A")
+    b = _model()
+    trainer.fit(b, data, out_dir=tmp_path / "B", stop_after=3)  # "crash" after epoch 3: best still 2
+    b2 = _model(seed=5)
+    hist_b = trainer.fit(b2, data, out_dir=tmp_path / "B", resume=True)
+    assert _strip(hist_b) == _strip(hist_a) and len(hist_b) == 5
+    _assert_same_weights(b2, a)
+
+
+def test_without_patience_every_epoch_runs_and_the_last_weights_are_kept(data, scripted_validation):
+    model = _model()
+    hist = Trainer(epochs=6, **FAST).fit(model, data)
+    assert len(hist) == 6 and "best_epoch" not in hist[0]
+    with pytest.raises(ValueError, match="patience"):
+        Trainer(patience=-1)

@@ -163,7 +163,8 @@ def add_train_arguments(t: argparse.ArgumentParser) -> None:
     g.add_argument("--model", choices=("vae", "vaeas"), default="vae")
     g.add_argument("--arch", choices=ARCHITECTURES, default=None,
                    help="default: mlp for images, lstm for sentences")
-    g.add_argument("--latent", type=_positive_int, default=32, help="latent dimensions D")
+    g.add_argument("--latent", type=_nonneg_int, default=32,
+                   help="latent dimensions D (0: no code, the decoder alone; --arch made or lstm)")
     g.add_argument("--hidden", type=_sizes, default=None, help="encoder hidden sizes, e.g. 512,256")
     g.add_argument("--decoder-hidden", type=_sizes, default=None, help="decoder hidden sizes")
     g.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
@@ -205,6 +206,9 @@ def _training_args(g: Any) -> None:
     g.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     g.add_argument("--compile", action="store_true", help="torch.compile the loss")
     g.add_argument("--val-size", type=_positive_int, default=2000)
+    g.add_argument("--patience", type=_nonneg_int, default=0,
+                   help="early stopping: stop after this many epochs without a better validation "
+                        "-ELBO and keep the best epoch's weights; --epochs is the cap (0: off)")
     g.add_argument("--snapshots", type=_epochs_list, default=(),
                    help="keep the weights after these epochs (0 = before training), e.g. 0,1,3")
     g.add_argument("--out", required=True, help="run folder (created)")
@@ -326,7 +330,7 @@ def _trainer(a: argparse.Namespace, device: Any) -> Any:
                    compile=a.compile, val_size=a.val_size, progress=not a.quiet,
                    aggressive=a.aggressive, aggressive_max_inner=a.aggressive_max_inner,
                    aggressive_check_every=a.aggressive_check_every,
-                   snapshots=a.snapshots)
+                   patience=a.patience, snapshots=a.snapshots)
 
 
 def _eval_settings(a: argparse.Namespace) -> dict[str, Any]:
@@ -415,6 +419,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     metrics["train_seconds"] = sum(r["seconds"] for r in history)
     metrics["wall_seconds"] = time.perf_counter() - t0
     metrics["epochs"] = len(history)
+    if trainer.patience:
+        metrics["best_epoch"] = history[-1]["best_epoch"]
     write_json(metrics, out / "metrics.json")
     if not a.no_pictures:
         _save_samples(model, data, out, a.seed)

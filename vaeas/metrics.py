@@ -226,10 +226,13 @@ def iw_nll(model: Any, x: Tensor, k: int = 5000, max_rows: int = 4096, seed: int
     chunks of at most ``max_rows`` rows (fewer when the decoder's output per row exceeds an image's
     784 values, e.g. token logits) to bound memory. In expectation it is an upper bound on -log p(x)
     that is tighter than -ELBO and non-increasing in ``k``; ``k = 1`` is -ELBO. ``progress`` shows a
-    bar "IW-NLL k=... n=..." over the inputs.
+    bar "IW-NLL k=... n=..." over the inputs. A model without a code (``D = 0``) has all ``k``
+    weights equal to ``p(x)``: one sample gives the exact -log p(x), and only one is drawn.
     """
     if k < 1:
         raise ValueError("k must be >= 1")
+    if len(x) and model.encode(x[:1])[0].shape[1] == 0:
+        k = 1
     out = [torch.zeros(0, device=x.device)]
     gen = make_generator(seed, _device(model))
     with _eval_mode(model), _bar(progress, len(x), f"IW-NLL k={k} n={len(x)}") as bar:
@@ -317,7 +320,7 @@ def posterior_mean_variance(model: Any, x: Tensor, batch_size: int = 1000) -> Te
     """``Var_x[E_q(z|x) z_d]`` for every latent dimension: ``(D,)`` (unbiased variance over x)."""
     with _eval_mode(model):
         mu, _ = _posteriors(model, x, batch_size)
-    return mu.var(dim=0)
+    return mu.var(dim=0) if mu.shape[1] else mu.new_zeros(0)
 
 
 def active_units(model: Any, x: Tensor, delta: float = 0.01, batch_size: int = 1000) -> int:
@@ -339,9 +342,11 @@ def linear_probe(model: Any, x_train: Tensor, y_train: Tensor, x_test: Tensor, y
     with _eval_mode(model):
         f_train, _ = _posteriors(model, x_train, 1000)
         f_test, _ = _posteriors(model, x_test, 1000)
+    y_train, y_test = y_train.to(f_train.device), y_test.to(f_train.device)
+    if f_train.shape[1] == 0:  # no code (D = 0): the fitted classifier is the training class prior
+        return (y_test == torch.bincount(y_train).argmax()).float().mean().item()
     mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
     f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
-    y_train, y_test = y_train.to(f_train.device), y_test.to(f_train.device)
     classes = int(max(y_train.max().item(), y_test.max().item())) + 1
     # zero initial weights (nn.Linear's own initialisation would draw from the global RNG)
     w = torch.zeros(classes, f_train.shape[1], device=f_train.device, requires_grad=True)

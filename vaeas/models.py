@@ -63,6 +63,15 @@ def _mlp(sizes: Sequence[int], activation: str, last_activation: bool = False) -
 
 
 # --------------------------------------------------------------------------- encoders
+class NoEncoder(nn.Module):
+    """The encoder of a model without a latent code (``D = 0``): ``x (B, ...) -> (mu, logvar)``, each
+    ``(B, 0)``. With it a VAE is its decoder alone, ``p(x)``: the KL is 0 and the ELBO is exact."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        empty = torch.zeros(x.shape[0], 0, device=x.device)
+        return empty, empty
+
+
 class MLPEncoder(nn.Module):
     """Fully connected Gaussian encoder ``x (B, P) -> (mu, logvar)``, each ``(B, D)``."""
 
@@ -178,7 +187,7 @@ class MADEDecoder(nn.Module):
         self.hidden_layers = nn.ModuleList(layers)
         self.out = MaskedLinear(hidden[-1], out_dim, deg_in[:, None] > degrees[-1][None, :])
         self.direct = MaskedLinear(out_dim, out_dim, deg_in[:, None] > deg_in[None, :]) if direct else None
-        self.z_in = nn.Linear(latent_dim, hidden[0])
+        self.z_in = nn.Linear(latent_dim, hidden[0]) if latent_dim > 0 else None  # D = 0: no code
         self.act = ACTIVATIONS[activation]()
 
     def _masked(self) -> list[tuple[Tensor, Tensor]]:
@@ -187,7 +196,8 @@ class MADEDecoder(nn.Module):
 
     def _logits(self, z: Tensor, x: Tensor, weights: list[tuple[Tensor, Tensor]]) -> Tensor:
         n_hidden = len(self.hidden_layers)
-        h = self.act(F.linear(x, *weights[0]) + self.z_in(z))
+        h = F.linear(x, *weights[0])
+        h = self.act(h + self.z_in(z) if self.z_in is not None else h)
         for w, b in weights[1:n_hidden]:
             h = self.act(F.linear(h, w, b))
         logits = F.linear(h, *weights[n_hidden])
@@ -487,6 +497,9 @@ def _image_networks(arch: str, latent_dim: int, hidden: int | Sequence[int] | No
         dec_hidden = _as_tuple(decoder_hidden, tuple(reversed(enc_hidden)))
         return (MLPEncoder(in_dim, enc_hidden, latent_dim, activation),
                 MLPDecoder(latent_dim, dec_hidden, in_dim, activation))
+    if latent_dim == 0:  # arch made: the decoder alone
+        return NoEncoder(), MADEDecoder(0, _as_tuple(decoder_hidden, (1000, 1000)), in_dim, activation,
+                                        direct=direct)
     if arch == "conv":
         if in_dim != 784:
             raise ValueError("the conv architecture expects 28x28 images (in_dim=784)")
@@ -536,13 +549,15 @@ def build_model(model: str = "vae", arch: str = "mlp", latent_dim: int = 32,
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
-    if latent_dim < 1:
-        raise ValueError("latent_dim must be >= 1")
+    if latent_dim < 0 or (latent_dim == 0 and (model != "vae" or arch not in ("made", "lstm"))):
+        raise ValueError("latent_dim must be >= 1 (0, no latent code, only for a plain VAE with an "
+                         "autoregressive decoder: arch 'made' or 'lstm')")
     if arch == "lstm":
         if hidden is not None or decoder_hidden is not None or vocab_size is None or max_len is None:
             raise ValueError("arch 'lstm' needs vocab_size and max_len and takes lstm_hidden, not hidden")
-        encoder, decoder = build_lstm(vocab_size, max_len, latent_dim, embed_dim, lstm_hidden,
-                                      word_dropout, dropout)
+        lstm_encoder, decoder = build_lstm(vocab_size, max_len, latent_dim, embed_dim, lstm_hidden,
+                                           word_dropout, dropout)
+        encoder = lstm_encoder if lstm_encoder is not None else NoEncoder()
     else:
         encoder, decoder = _image_networks(arch, latent_dim, hidden, decoder_hidden, activation, direct,
                                            in_dim)

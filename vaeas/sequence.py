@@ -102,14 +102,15 @@ class LSTMDecoder(nn.Module):
             raise ValueError("word_dropout and dropout must be in [0, 1)")
         self.vocab_size, self.max_len, self.word_dropout = vocab_size, max_len, float(word_dropout)
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
-        self.init_state = nn.Linear(latent_dim, hidden, bias=False)
+        self.hidden = hidden
+        self.init_state = nn.Linear(latent_dim, hidden, bias=False) if latent_dim > 0 else None
         self.lstm = nn.LSTM(embed_dim + latent_dim, hidden, batch_first=True)
         self.drop_in, self.drop_out = nn.Dropout(dropout), nn.Dropout(dropout)
         self.out = nn.Linear(hidden, vocab_size)
 
     def initial_state(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``(h_0, c_0)``, each ``(1, B, H)``: ``c_0 = W z``, ``h_0 = tanh(c_0)``."""
-        c0 = self.init_state(z)[None]
+        """``(h_0, c_0)``, each ``(1, B, H)``: ``c_0 = W z``, ``h_0 = tanh(c_0)`` (zeros when ``D = 0``)."""
+        c0 = (self.init_state(z) if self.init_state is not None else z.new_zeros(len(z), self.hidden))[None]
         return torch.tanh(c0), c0
 
     def _step_logits(self, z: Tensor, tokens: Tensor, state: tuple[Tensor, Tensor]
@@ -161,13 +162,14 @@ class LSTMDecoder(nn.Module):
 
 def build_lstm(vocab_size: int, max_len: int, latent_dim: int, embed_dim: int = 50,
                lstm_hidden: int = 50, word_dropout: float = 0.0, dropout: float = 0.0
-               ) -> tuple[LSTMEncoder, LSTMDecoder]:
+               ) -> tuple[LSTMEncoder | None, LSTMDecoder]:
     """The encoder and decoder of an LSTM VAE over ``vocab_size`` tokens (specials included) and
-    sentences of at most ``max_len`` words."""
+    sentences of at most ``max_len`` words; no encoder (None) when ``latent_dim = 0``, the language
+    model without a code."""
     if vocab_size <= len(SPECIALS) or max_len < 1:
         raise ValueError("an LSTM VAE needs vocab_size > 4 (the specials) and max_len >= 1")
     if embed_dim < 1 or lstm_hidden < 1:
         raise ValueError("embed_dim and lstm_hidden must be >= 1")
-    enc = LSTMEncoder(vocab_size, latent_dim, embed_dim, lstm_hidden)
+    enc = LSTMEncoder(vocab_size, latent_dim, embed_dim, lstm_hidden) if latent_dim > 0 else None
     dec = LSTMDecoder(vocab_size, latent_dim, max_len, embed_dim, lstm_hidden, word_dropout, dropout)
     return enc, dec

@@ -11,6 +11,7 @@ Reading guide -- :meth:`Trainer.fit` is the whole loop::
             loss.backward(); step the optimisers             # the decoder side only, if aggressive
         validate (-ELBO, KL, MI, AU on a fixed validation subset)
         [aggressive: switch off for good when the validation MI did not rise]
+        [patience: keep the best weights by validation -ELBO; stop after `patience` epochs without a new best]
         write history.csv and checkpoint.pt (atomically, with vaeas.io)
 
 Optimisers: the parameters of ``model.sparse_parameters()`` (rows of an instance head, whose
@@ -19,7 +20,8 @@ gradients are sparse) get :class:`torch.optim.SparseAdam`, all others (fused) Ad
 
 Determinism: with the same seed on the CPU two runs produce identical histories and weights, and
 a run resumed from any epoch's checkpoint ends exactly where the uninterrupted run ends (the
-checkpoint stores model, optimisers, both RNG streams, the aggressive state and the history).
+checkpoint stores model, optimisers, both RNG streams, the aggressive and early-stopping state
+and the history).
 """
 
 from __future__ import annotations
@@ -139,8 +141,15 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         path = path / CHECKPOINT
     ckpt = load_checkpoint(path, map_location)
     model = model_from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(trained_weights(ckpt))
     return model.to(map_location)
+
+
+def trained_weights(ckpt: dict[str, Any]) -> dict[str, Tensor]:
+    """The weights a run hands on: the best epoch's by validation -ELBO when it was trained with
+    ``patience`` (early stopping), else the last epoch's (``ckpt["model"]``, what resume uses)."""
+    best = (ckpt.get("early_stopping") or {}).get("model")
+    return best if best is not None else ckpt["model"]
 
 
 def encoder_decoder_parameters(model: torch.nn.Module) -> tuple[list[Tensor], list[Tensor]]:
@@ -181,6 +190,10 @@ class _Run:
     use_amp: bool
     aggressive_on: bool
     prev_mi: float | None = None
+    best: float = math.inf
+    best_epoch: int = 0
+    best_model: dict[str, Tensor] | None = None
+    stopped: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch: int = 0
     step: int = 0
@@ -201,6 +214,12 @@ class Trainer:
     block's (at most ``aggressive_max_inner`` steps); once the validation MI of an epoch did not
     rise above the previous epoch's, the mode is switched off for good and both sides are updated
     together. The history then has ``aggressive`` (1 for an epoch trained so) and ``inner_steps``.
+
+    ``patience > 0`` is early stopping: after each epoch the weights with the lowest validation
+    -ELBO so far are kept (in memory and in the checkpoint); training stops once ``patience``
+    epochs in a row brought no new best, or after ``epochs`` (the cap), and the model then holds
+    the best epoch's weights. The criterion is the -ELBO (KL weight 1, no auxiliary term) for
+    every method, the number they are compared on. The history has ``best_epoch``.
 
     ``snapshots`` lists epochs after which the model's weights are kept as ``snapshot-<epoch>.pt``
     in the run folder (0: the weights before training), for figures of a model during training;
@@ -234,6 +253,7 @@ class Trainer:
     aggressive: bool = False
     aggressive_max_inner: int = 100
     aggressive_check_every: int = 15
+    patience: int = 0
     snapshots: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -250,6 +270,8 @@ class Trainer:
             raise ValueError("check_every and val_size must be >= 1")
         if self.aggressive_max_inner < 1 or self.aggressive_check_every < 1:
             raise ValueError("aggressive_max_inner and aggressive_check_every must be >= 1")
+        if self.patience < 0:
+            raise ValueError("patience must be >= 0 (0: no early stopping)")
         self.snapshots = tuple(sorted({int(e) for e in self.snapshots}))
         if any(e < 0 or e > self.epochs for e in self.snapshots):
             raise ValueError(f"snapshot epochs must lie in 0..{self.epochs}, got {list(self.snapshots)}")
@@ -276,23 +298,27 @@ class Trainer:
         ``resume=True`` continues from that checkpoint when it exists (:class:`ResumeMismatch` when
         it was written for another model or other settings, see :meth:`check_resume`).
         ``stop_after`` ends the call after that many epochs of this call (to simulate a crash).
+        With ``patience``, a finished run leaves the best epoch's weights in ``model``.
         """
         keep_freed_memory()
         run = self._setup(model, data, out_dir, resume)
         last = self.epochs if stop_after is None else min(self.epochs, run.epoch + stop_after)
         with self._progress_bar(run) as bar:
-            while run.epoch < last:
+            while run.epoch < last and not run.stopped:
                 row = self._epoch(run, bar)
                 self._end_epoch(run, row, bar)
+        if run.best_model is not None and (run.stopped or run.epoch >= self.epochs):
+            model.load_state_dict(run.best_model)
         return run.history
 
     def fit_or_load(self, model: VAE, data: Dataset, out_dir: str | os.PathLike) -> list[dict[str, Any]]:
         """The history of a finished run of this model and these settings in ``out_dir``, with its
         weights loaded into ``model`` (no training); otherwise ``fit(..., resume=True)``."""
         ckpt = self.check_resume(model, out_dir)
-        if ckpt is None or int(ckpt["epoch"]) < self.epochs:
+        stopped = bool(((ckpt or {}).get("early_stopping") or {}).get("stopped"))
+        if ckpt is None or (int(ckpt["epoch"]) < self.epochs and not stopped):
             return self.fit(model, data, out_dir, resume=True)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(trained_weights(ckpt))
         model.to(resolve_device(self.device))
         return list(ckpt["history"])
 
@@ -352,6 +378,9 @@ class Trainer:
         fused = device.type in ("cpu", "cuda")
         if self.aggressive:
             enc, dec = encoder_decoder_parameters(model)
+            if not enc:
+                raise ValueError("aggressive training needs an encoder with parameters (this model has "
+                                 "no latent code)")
             groups = {"encoder": enc, "decoder": dec}
         else:
             groups = {"adam": list(model.parameters())}
@@ -382,6 +411,11 @@ class Trainer:
         state = ckpt.get("aggressive") or {}
         run.aggressive_on = bool(state.get("on", self.aggressive))
         run.prev_mi = state.get("prev_mi")
+        early = ckpt.get("early_stopping") or {}
+        run.best = float(early.get("best", math.inf))
+        run.best_epoch = int(early.get("best_epoch", 0))
+        run.best_model = early.get("model")
+        run.stopped = bool(early.get("stopped", False))
 
     @contextmanager
     def _progress_bar(self, run: _Run) -> Iterator[Any]:
@@ -521,6 +555,8 @@ class Trainer:
             if run.prev_mi is not None and not row["val_mi"] > run.prev_mi:
                 run.aggressive_on = False
             run.prev_mi = row["val_mi"]
+        if self.patience:
+            self._early_stopping(run, row)
         run.history.append(row)
         run.epoch += 1
         if self.progress:
@@ -531,8 +567,20 @@ class Trainer:
             print(f"epoch {run.epoch:3d}  loss {row['train_loss']:8.2f}  "
                   f"val -ELBO {row['val_neg_elbo']:8.2f}  KL {row['val_kl']:6.2f}  "
                   f"MI {row['val_mi']:5.2f}  AU {row['val_au']:3d}  ({row['seconds']:.1f} s){agg}", flush=True)
+            if run.stopped:
+                print(f"stopped: no better validation -ELBO for {self.patience} epochs; "
+                      f"the weights of epoch {run.best_epoch} are kept", flush=True)
         if run.out is not None:
             self._save(run)
+
+    def _early_stopping(self, run: _Run, row: dict[str, Any]) -> None:
+        """Keep the weights of a new best validation -ELBO; stop after ``patience`` epochs without."""
+        epoch = run.epoch + 1
+        if row["val_neg_elbo"] < run.best:
+            run.best, run.best_epoch = row["val_neg_elbo"], epoch
+            run.best_model = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        run.stopped = epoch - run.best_epoch >= self.patience
+        row["best_epoch"] = run.best_epoch
 
     def _save(self, run: _Run) -> None:
         ckpt = {
@@ -541,6 +589,8 @@ class Trainer:
             "model_config": getattr(run.model, "config", {}),
             "optimizers": {name: opt.state_dict() for name, opt in run.optimizers.items()},
             "aggressive": {"on": run.aggressive_on, "prev_mi": run.prev_mi},
+            "early_stopping": {"best": run.best, "best_epoch": run.best_epoch, "model": run.best_model,
+                               "stopped": run.stopped} if self.patience else None,
             "trainer": self.config(),
             "history": run.history,
             "rng_torch": torch.get_rng_state(),
