@@ -526,3 +526,41 @@ def test_train_on_a_text_file_writes_sentences(tmp_path, capsys):
     assert not (out / "samples.png").exists()
     code, stdout, err = run(["evaluate", out, "--device", "cpu", "--k", "3", "--no-probe", "--quiet"], capsys)
     assert code == 0, err  # the text file is found again from config.json
+
+
+def test_eval_epochs_gives_the_result_of_the_shorter_run(tmp_path, capsys):
+    """A 3-epoch run evaluated also after epoch 2 reports, for epoch 2, exactly what a 2-epoch run
+    of the same seed reports; results.load_results(at_epoch=2) reads both alike."""
+    from vaeas.results import load_results, make_result
+
+    corpus = tmp_path / "corpus.txt"
+    words = "the cat dog sat ran on a mat log and big small red".split()
+    corpus.write_text("".join(" ".join(words[(i * 3 + j) % len(words)] for j in range(2 + i % 4)) + "\n"
+                              for i in range(300)))
+    common = ["train", "--dataset", "text", "--text-file", corpus, "--latent", "2", "--lstm-hidden", "8",
+              "--embed-dim", "6", "--k", "4", "--device", "cpu", "--no-probe", "--quiet", "--seed", "3"]
+    code, _, err = run([*common, "--epochs", "3", "--eval-epochs", "2", "--out", tmp_path / "long"], capsys)
+    assert code == 0, err
+    code, _, err = run([*common, "--epochs", "2", "--out", tmp_path / "short"], capsys)
+    assert code == 0, err
+    long_m = json.loads((tmp_path / "long" / "metrics.json").read_text())
+    short_m = json.loads((tmp_path / "short" / "metrics.json").read_text())
+    at = long_m["at_epoch"]["2"]
+    assert at["epochs"] == 2 and long_m["epochs"] == 3
+    for key in ("neg_elbo", "kl", "iw_nll", "mi_dataset", "code_gain"):
+        assert at[key] == short_m[key], key
+    assert at["neg_elbo"] != long_m["neg_elbo"]
+    results = []
+    for name in ("long", "short"):
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        results.append(make_result(f"text-{name}-s3", "text", name, 3, config, m, []))
+    df = load_results(results, at_epoch=2)
+    assert list(df["method"]) == ["long", "short"] and df["neg_elbo"].nunique() == 1
+    assert list(load_results(results, at_epoch=3)["method"]) == ["long"]
+
+
+@pytest.mark.parametrize("flags", [["--eval-epochs", "4"], ["--eval-epochs", "0"]])
+def test_eval_epochs_outside_the_run_are_refused(tmp_path, capsys, flags):
+    code, _, err = run(["train", "--epochs", "3", *flags, "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "--eval-epochs" in err

@@ -209,6 +209,9 @@ def _training_args(g: Any) -> None:
     g.add_argument("--patience", type=_nonneg_int, default=0,
                    help="early stopping: stop after this many epochs without a better validation "
                         "-ELBO and keep the best epoch's weights; --epochs is the cap (0: off)")
+    g.add_argument("--eval-epochs", type=_epochs_list, default=(),
+                   help="also evaluate the weights after these epochs (kept as snapshots) with the "
+                        "same settings, e.g. 8: a long run then also gives the 8-epoch result")
     g.add_argument("--snapshots", type=_epochs_list, default=(),
                    help="keep the weights after these epochs (0 = before training), e.g. 0,1,3")
     g.add_argument("--out", required=True, help="run folder (created)")
@@ -274,6 +277,8 @@ def _check_train_flags(a: argparse.Namespace) -> None:
         raise UsageError("--lam, --head-hidden and --detach-aux only apply to --model vaeas")
     if any(e > a.epochs for e in a.snapshots):
         raise UsageError(f"--snapshots asks for epoch {max(a.snapshots)} of a run of {a.epochs} epochs")
+    if any(e < 1 or e > a.epochs for e in a.eval_epochs):
+        raise UsageError(f"--eval-epochs must lie in 1..{a.epochs} (the epochs of this run)")
     if a.arch == "conv" and (a.hidden or a.decoder_hidden):
         raise UsageError("--hidden/--decoder-hidden do not apply to --arch conv")
     if (a.dataset == "text") != (a.text_file is not None):
@@ -330,7 +335,7 @@ def _trainer(a: argparse.Namespace, device: Any) -> Any:
                    compile=a.compile, val_size=a.val_size, progress=not a.quiet,
                    aggressive=a.aggressive, aggressive_max_inner=a.aggressive_max_inner,
                    aggressive_check_every=a.aggressive_check_every,
-                   patience=a.patience, snapshots=a.snapshots)
+                   patience=a.patience, snapshots=tuple(sorted({*a.snapshots, *a.eval_epochs})))
 
 
 def _eval_settings(a: argparse.Namespace) -> dict[str, Any]:
@@ -355,6 +360,27 @@ def _evaluate(model: Any, data: Any, seed: int, settings: dict[str, Any], quiet:
     from .metrics import evaluate
 
     return evaluate(model, data, seed=seed, progress=not quiet, **settings)
+
+
+def _evaluate_snapshots(model: Any, data: Any, out: Path, history: list[dict[str, Any]],
+                        a: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
+    """``{"8": metrics, ...}``: the weights kept after each of ``--eval-epochs``, evaluated like the
+    final model; an epoch the run never reached (early stopping) is left out."""
+    from .models import model_from_config
+    from .train import load_snapshot
+
+    at: dict[str, Any] = {}
+    for e in a.eval_epochs:
+        if e > len(history):
+            continue
+        snap = load_snapshot(model_from_config(model.config).to(data.test.x.device), out, e)
+        if snap is None:
+            continue
+        m = _evaluate(snap.eval(), data, a.seed, settings, a.quiet)
+        m["train_seconds"] = sum(r["seconds"] for r in history[:e])
+        m["epochs"] = e
+        at[str(e)] = m
+    return at
 
 
 def _save_samples(model: Any, data: Any, out: Path, seed: int) -> None:
@@ -421,6 +447,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     metrics["epochs"] = len(history)
     if trainer.patience:
         metrics["best_epoch"] = history[-1]["best_epoch"]
+    if a.eval_epochs:
+        metrics["at_epoch"] = _evaluate_snapshots(model, data, out, history, a, settings)
     write_json(metrics, out / "metrics.json")
     if not a.no_pictures:
         _save_samples(model, data, out, a.seed)

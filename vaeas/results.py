@@ -122,22 +122,40 @@ def _train_minutes(m: Mapping[str, Any]) -> float:
     return m["train_seconds"] / 60
 
 
-def load_results(source: Source) -> pd.DataFrame:
+def metrics_at(result: Mapping[str, Any], epoch: int) -> dict[str, Any] | None:
+    """The test metrics of a run after ``epoch`` epochs: those of the snapshot it evaluated then
+    (``vaeas train --eval-epochs``), or its own when it ended there with that epoch's weights; else
+    None. With ``train_minutes``, the training time up to that epoch."""
+    m = result["metrics"]
+    at = (m.get("at_epoch") or {}).get(str(epoch))
+    if at is not None:
+        return {**normalize_metrics(at), "train_minutes": at["train_seconds"] / 60}
+    if int(m.get("epochs", -1)) == epoch and int(m.get("best_epoch", epoch)) == epoch:
+        return dict(m)
+    return None
+
+
+def load_results(source: Source, at_epoch: int | None = None) -> pd.DataFrame:
     """One row per run: ``dataset, method, seed, name``, every scalar metric as a numeric column,
     list-valued metrics (``kl_per_dim``, ``au_variance``) as object columns, ``train_minutes``.
 
     ``source``: a results folder, files, or result dicts (see :func:`read_results`). String metrics
-    (``split``, ``bound_split``) are left out; missing metrics are NaN.
+    (``split``, ``bound_split``) are left out; missing metrics are NaN. With ``at_epoch``, each run
+    gives its metrics after that many epochs (:func:`metrics_at`) and runs without them are left
+    out: the long study's runs, evaluated also after 8 epochs, join the 8-epoch grid so.
     """
     rows = []
     for r in read_results(source):
+        metrics = r["metrics"] if at_epoch is None else metrics_at(r, at_epoch)
+        if metrics is None:
+            continue
         row: dict[str, Any] = {k: r[k] for k in KEYS}
-        for key, v in r["metrics"].items():
+        for key, v in metrics.items():
             if isinstance(v, bool):
                 row[key] = int(v)
             elif isinstance(v, int | float | list):
                 row[key] = v
-        row["train_minutes"] = _train_minutes(r["metrics"])
+        row["train_minutes"] = _train_minutes(metrics)
         rows.append(row)
     df = pd.DataFrame(rows, columns=None if rows else list(KEYS))
     for col in df.columns:
