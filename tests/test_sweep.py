@@ -243,3 +243,15 @@ def test_a_method_may_run_on_its_own_seeds():
     assert len([r for r in sweep.expand(cfg) if r.method == "vae"]) == 6                  # others keep the grid's
     with pytest.raises(sweep.SweepError, match="method 'costly': 'seeds'"):
         sweep.validate_config({**cfg, "methods": {"costly": {"seeds": [0, 0]}}}, "cfg.json")
+
+
+def test_a_method_may_run_on_its_own_datasets():
+    cfg = {**CONFIG, "methods": {**CONFIG["methods"], "mnist_only": {"beta": 0.5, "datasets": ["mnist"]}}}
+    sweep.validate_config(cfg)
+    runs = [r for r in sweep.expand(cfg) if r.method == "mnist_only"]
+    assert {r.dataset for r in runs} == {"mnist"} and len(runs) == len(CONFIG["seeds"])
+    assert all("datasets" not in r.options for r in runs)
+    assert {r.dataset for r in sweep.expand(cfg) if r.method == "vae"} == {"mnist", "omniglot"}
+    for bad in (["svhn"], [], "mnist"):
+        with pytest.raises(sweep.SweepError, match="method 'x': 'datasets'"):
+            sweep.validate_config({**cfg, "methods": {"x": {"datasets": bad}}}, "cfg.json")

@@ -15,7 +15,8 @@ A sweep config looks like ::
 
 In ``fast``, ``datasets``/``methods`` (a list of names)/``seeds`` shrink the grid and the other keys
 override run options. A method may carry its own ``"seeds": [...]`` (e.g. a costly method or a
-control on fewer seeds than the grid); the fast grid's seeds still win in fast mode. The other
+control on fewer seeds than the grid) and ``"datasets": [...]`` (a subset of the grid's); the fast
+grid's seeds and datasets still win in fast mode. The other
 keys of ``common``, a method and ``eval`` are the long options of ``vaeas train``
 (``warmup_epochs`` -> ``--warmup-epochs``; ``true`` -> a bare flag). Every run
 is a separate ``python -m vaeas train`` process, so the grid can be cut into disjoint slices
@@ -143,11 +144,15 @@ def _check_grid(grid: dict[str, Any], cfg: dict[str, Any], datasets: Any, fail: 
 
 def _check_options(cfg: dict[str, Any], parser: Any, known: set[str], fail: Any) -> None:
     blocks = [("common", cfg.get("common", {})), ("eval", cfg.get("eval", {}))]
-    blocks += [(f"method {m!r}", {k: v for k, v in (o or {}).items() if k != "seeds"})
+    blocks += [(f"method {m!r}", {k: v for k, v in (o or {}).items() if k not in ("seeds", "datasets")})
                for m, o in cfg["methods"].items()]
     for m, o in cfg["methods"].items():
         if isinstance(o, dict) and "seeds" in o:
             _check_grid({"seeds": o["seeds"]}, cfg, [], lambda msg, m=m: fail(f"method {m!r}: {msg}"))
+        if isinstance(o, dict) and "datasets" in o:
+            own = o["datasets"]
+            if not isinstance(own, list) or not own or not set(own) <= set(cfg["datasets"]):
+                fail(f"method {m!r}: 'datasets' must be a non-empty list of the grid's datasets")
     blocks += [(f"per_dataset {d!r}", o) for d, o in cfg.get("per_dataset", {}).items()]
     blocks += [("fast", {k: v for k, v in cfg.get("fast", {}).items() if k not in _GRID})]
     for where, options in blocks:
@@ -180,6 +185,9 @@ def expand(cfg: dict[str, Any], fast: bool = False) -> list[Run]:
             opts = dict(cfg["methods"][method] or {})
             seeds = opts.pop("seeds", None)  # a method may run on fewer (or other) seeds than the grid
             seeds = grid["seeds"] if seeds is None or "seeds" in fast_opts0 else seeds
+            own = opts.pop("datasets", None)  # ... and on fewer datasets
+            if own is not None and "datasets" not in fast_opts0 and dataset not in own:
+                continue
             for seed in seeds:
                 options = {**cfg.get("common", {}), **cfg.get("eval", {}), **opts}
                 options.update(cfg.get("per_dataset", {}).get(dataset, {}))
