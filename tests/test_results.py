@@ -334,6 +334,11 @@ def test_estimator_claims_and_check_claims(capsys):
     with pytest.raises(AssertionError, match="IW-NLL ≤ −ELBO"):
         R.check_claims(claims)
     assert "| **no** |" in capsys.readouterr().out
+    with pytest.raises(AssertionError):  # glued under a label for a numbered table: the same check
+        R.check_claims(claims, name="tab-claims")
+    assert "| **no** |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not a label"):
+        R.check_claims(claims, name="bad label")
     noisy = ok.assign(iw_nll=[88.0, 91.0015])  # a collapsed model: the two estimates differ by noise
     assert not R.estimator_claims(noisy)[2][3]
     claim = R.estimator_claims(noisy, gap_tol=0.01)[2]

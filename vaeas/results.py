@@ -518,18 +518,22 @@ def claims_table(claims: Sequence[Claim], digits: int = 2) -> MarkdownTable:
                      [[c, what, float(v), "yes" if ok else "**no**"] for c, what, v, ok in claims], digits)
 
 
-def check_claims(claims: Sequence[Claim], structural: int | None = None) -> None:
+def check_claims(claims: Sequence[Claim], structural: int | None = None, name: str | None = None) -> None:
     """Show :func:`claims_table` (a rendered table in a notebook, printed elsewhere), raise
     ``AssertionError`` naming every claim that does not hold, else print how many hold;
     ``structural``: how many of the first claims hold at any size (the rest are about full-size
-    results)."""
+    results). With ``name`` the table is glued under that label (:func:`glue_table`) for a
+    numbered, captioned ``{table}`` in the chapter."""
     table = claims_table(claims)
-    try:
-        from IPython.display import display
-    except ImportError:  # pragma: no cover - IPython comes with Jupyter
-        print(table)
+    if name is not None:
+        glue_table(name, table)
     else:
-        display(table)
+        try:
+            from IPython.display import display
+        except ImportError:  # pragma: no cover - IPython comes with Jupyter
+            print(table)
+        else:
+            display(table)
     failed = [c for c, _, _, ok in claims if not ok]
     if failed:
         raise AssertionError(f"claims that do not hold: {failed}")
