@@ -1,4 +1,4 @@
-"""What :func:`vaeas.train.keep_freed_memory` buys: glibc's default ``malloc`` against the tuned one.
+"""What :func:`vaeas.runtime.keep_freed_memory` buys: glibc's default ``malloc`` against the tuned one.
 
 Prints one table: milliseconds per call, each measured in a fresh process (the allocator's
 settings are per process), with ``VAEAS_MALLOC=default`` (glibc's defaults: the reference) and
@@ -70,7 +70,7 @@ def child(name: str, repeats: int, calls: int) -> None:
     """Time ``name`` in this process and print ``{"ms": ..., "tuned": ...}`` as JSON."""
     import torch
 
-    from vaeas.train import keep_freed_memory
+    from vaeas.runtime import keep_freed_memory
 
     torch.set_num_threads(1)
     tuned = keep_freed_memory()

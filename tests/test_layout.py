@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vaeas"
 MODULES = sorted(PACKAGE.glob("*.py"))
 
 # Each module may import only the modules listed before it in this order (lower layers).
-ORDER = ["io", "distributions", "datasets", "corpora", "data", "heads", "sequence", "models", "objectives",
+ORDER = ["io", "runtime", "distributions", "datasets", "corpora", "data", "heads", "sequence", "models", "objectives",
          "metrics", "posterior", "diagnose", "train", "tables", "results", "plots", "sweep", "cli", "__main__",
          "__init__"]
 

@@ -39,9 +39,8 @@ from .sequence import SequenceLikelihood, build_lstm
 
 __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "LOG_2PI", "TARGETS", "VAE", "VAEAS", "Classifier", "ConvDecoder",
-    "ConvEncoder", "LinearVAE", "MADEDecoder", "MLPDecoder", "MLPEncoder", "MaskedLinear",
-    "SequenceVAE", "SequenceVAEAS", "SoftmaxHead", "TwoLevelSoftmaxHead", "batch_nll",
-    "bernoulli_log_likelihood",
+    "ConvEncoder", "LinearVAE", "MADEDecoder", "MLPDecoder", "MLPEncoder", "MaskedLinear", "NoEncoder",
+    "SequenceVAE", "SequenceVAEAS", "SoftmaxHead", "TwoLevelSoftmaxHead", "batch_nll", "bernoulli_log_likelihood",
     "build_for_dataset", "build_model", "categorical_log_likelihood", "gaussian_log_density",
     "kl_standard_normal", "linear_vae_kl_per_dim", "log_q_matrix", "model_from_config",
     "reparameterize", "standard_normal_log_density",
@@ -64,8 +63,7 @@ def _mlp(sizes: Sequence[int], activation: str, last_activation: bool = False) -
 
 # --------------------------------------------------------------------------- encoders
 class NoEncoder(nn.Module):
-    """The encoder of a model without a latent code (``D = 0``): ``x (B, ...) -> (mu, logvar)``, each
-    ``(B, 0)``. With it a VAE is its decoder alone, ``p(x)``: the KL is 0 and the ELBO is exact."""
+    """No code (``D = 0``): ``x (B, ...) -> mu, logvar (B, 0)``; the VAE is its decoder alone, KL = 0."""
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         empty = torch.zeros(x.shape[0], 0, device=x.device)
@@ -134,10 +132,7 @@ class ConvDecoder(nn.Module):
         c1, c2 = channels
         self.c1 = c1
         self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), act(), nn.Linear(hidden, c1 * 7 * 7), act())
-        self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(c1, c2, 4, 2, 1), act(),
-            nn.ConvTranspose2d(c2, 1, 4, 2, 1),
-        )
+        self.deconv = nn.Sequential(nn.ConvTranspose2d(c1, c2, 4, 2, 1), act(), nn.ConvTranspose2d(c2, 1, 4, 2, 1))
 
     def forward(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         h = self.fc(z).view(-1, self.c1, 7, 7)
@@ -196,8 +191,7 @@ class MADEDecoder(nn.Module):
 
     def _logits(self, z: Tensor, x: Tensor, weights: list[tuple[Tensor, Tensor]]) -> Tensor:
         n_hidden = len(self.hidden_layers)
-        h = F.linear(x, *weights[0])
-        h = self.act(h + self.z_in(z) if self.z_in is not None else h)
+        h = self.act(F.linear(x, *weights[0]) + (self.z_in(z) if self.z_in is not None else 0))
         for w, b in weights[1:n_hidden]:
             h = self.act(F.linear(h, w, b))
         logits = F.linear(h, *weights[n_hidden])
@@ -498,8 +492,7 @@ def _image_networks(arch: str, latent_dim: int, hidden: int | Sequence[int] | No
         return (MLPEncoder(in_dim, enc_hidden, latent_dim, activation),
                 MLPDecoder(latent_dim, dec_hidden, in_dim, activation))
     if latent_dim == 0:  # arch made: the decoder alone
-        return NoEncoder(), MADEDecoder(0, _as_tuple(decoder_hidden, (1000, 1000)), in_dim, activation,
-                                        direct=direct)
+        return NoEncoder(), MADEDecoder(0, _as_tuple(decoder_hidden, (1000, 1000)), in_dim, activation, direct=direct)
     if arch == "conv":
         if in_dim != 784:
             raise ValueError("the conv architecture expects 28x28 images (in_dim=784)")
@@ -584,7 +577,7 @@ def build_for_dataset(data: Any, model: str = "vae", arch: str = "mlp", target: 
     if (kind == "sequence") != (arch == "lstm"):
         raise ValueError(f"a {kind} dataset needs " + ("arch 'lstm'" if kind == "sequence"
                                                        else "an image architecture, not 'lstm'"))
-    derived: dict[str, Any] = {}
+    derived: dict[str, Any] = {"target": target} if model == "vaeas" else {}
     if arch == "lstm":
         vocab = getattr(data, "vocab", None)
         if vocab is None:
@@ -597,14 +590,11 @@ def build_for_dataset(data: Any, model: str = "vae", arch: str = "mlp", target: 
     elif model == "vaeas" and target == "instance":
         n = len(data.train)
         derived.update(num_classes=n, target_entropy=math.log(n))
-    if model == "vaeas":
-        derived["target"] = target
     return build_model(model, arch, **{**derived, **kwargs})
 
 
 def model_from_config(config: dict[str, Any]) -> VAE:
     """Rebuild a model (untrained) from ``model.config``."""
     if config.get("model") == "linear":
-        kw = {k: v for k, v in config.items() if k != "model"}
-        return LinearVAE(**kw)
+        return LinearVAE(**{k: v for k, v in config.items() if k != "model"})
     return build_model(**config)

@@ -522,7 +522,7 @@ def check_claims(claims: Sequence[Claim], structural: int | None = None, name: s
     """Show :func:`claims_table` (a rendered table in a notebook, printed elsewhere), raise
     ``AssertionError`` naming every claim that does not hold, else print how many hold;
     ``structural``: how many of the first claims hold at any size (the rest are about full-size
-    results). With ``name`` the table is glued under that label (:func:`glue_table`) for a
+    results). With ``name`` the table is glued under that label (:func:`~vaeas.tables.glue_table`) for a
     numbered, captioned ``{table}`` in the chapter."""
     table = claims_table(claims)
     if name is not None:
