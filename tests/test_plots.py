@@ -158,6 +158,21 @@ def test_lambda_paths_draws_baselines_as_points_and_targets_as_paths():
         plots.lambda_paths(df, [f"m{i}" for i in range(10)], {})
 
 
+def test_rd_frontier_sorts_the_frontier_by_rate_and_the_paths_by_lambda():
+    frontier = [(1.0, 9.0, 82.0), (0.25, 38.8, 61.9), (0.5, 20.0, 70.0)]
+    paths = {"label": [(10.0, 15.5, 78.0), (1.0, 10.9, 80.4), (3.0, 13.3, 77.9)]}
+    fig = plots.rd_frontier(frontier, paths, nll=88.2, zoom=(8, 16))
+    left, right = fig.axes[:2]
+    lines = {ln.get_label(): ln for ln in left.get_lines()}
+    assert list(lines["β sweep (frontier)"].get_xdata()) == [9.0, 20.0, 38.8]
+    assert list(lines["VAE-AS label, over λ"].get_xdata()) == [10.9, 13.3, 15.5]
+    diag = lines["R + D = 88.2 (≥ H)"]
+    assert np.allclose(diag.get_xdata() + diag.get_ydata(), 88.2)
+    assert right.get_xlim() == (8, 16) and {t.get_text() for t in right.texts} >= {"β=1", "1", "3", "10"}
+    assert fig.get_figwidth() <= plots.FIG_WIDTH
+    plt.close(fig)
+
+
 def test_latent_scatter_gives_each_class_its_own_colour():
     z = np.random.default_rng(0).normal(size=(40, 2))
     labels = np.repeat(np.arange(4), 10)

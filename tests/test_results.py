@@ -154,6 +154,21 @@ def test_rank_correlation_matches_scipy():
         R.rank_correlation([1, 2], [1, 2, 3])
 
 
+def test_frontier_offsets_measure_the_distance_to_the_chords_of_a_convex_frontier():
+    # the frontier D = 100 / R, traced at R = 1, 2, 4, 8: the chord from (2, 50) to (4, 25) is D = 75 - 12.5 R
+    fr = [8.0, 1.0, 4.0, 2.0]                                  # unsorted on purpose
+    fd = [100 / r for r in fr]
+    off = R.frontier_offsets((fr, fd), [3.0, 3.0, 2.0, 0.5, 9.0], [37.5 + 1, 100 / 3, 50.0, 10.0, 1.0])
+    assert off[0] == pytest.approx(1.0)                         # 1 nat above the chord
+    assert off[1] == pytest.approx(100 / 3 - 37.5) and off[1] < 0   # the true curve lies below its chord
+    assert off[2] == pytest.approx(0.0)                         # a frontier point is on it
+    assert np.isnan(off[3]) and np.isnan(off[4])                # outside the frontier's range of rates
+    with pytest.raises(ValueError):
+        R.frontier_offsets(([1.0], [2.0]), [1.0], [2.0])
+    with pytest.raises(ValueError):
+        R.frontier_offsets((fr, fd), [1.0, 2.0], [2.0])
+
+
 # ----------------------------------------------------------------------------- curves
 def test_kl_weight_curve_of_a_linear_schedule_hits_beta_at_the_end_of_warmup():
     config = {"epochs": 6, "kl_schedule": "linear", "beta": 0.8, "warmup_epochs": 4}

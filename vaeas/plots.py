@@ -195,6 +195,58 @@ def rate_distortion(points: Mapping[str, tuple[Sequence[float], Sequence[float]]
     return ax.figure
 
 
+def rd_frontier(frontier: Sequence[tuple[float, float, float]],
+                paths: Mapping[str, Sequence[tuple[float, float, float]]], nll: float | None = None,
+                zoom: tuple[float, float] | None = None) -> plt.Figure:
+    """The rate–distortion plane of Alemi et al. (2018): a β sweep traces the frontier, each VAE-AS
+    target is a path over its weight λ.
+
+    ``frontier``: ``[(beta, rate, distortion), ...]``; ``paths``: target -> ``[(lam, rate,
+    distortion), ...]``; all in nats. ``nll``: the best negative log-likelihood measured, an upper
+    bound on the data entropy H: the dotted line R + D = ``nll`` is drawn, and every model lies on or
+    above R + D = H (because H − D ≤ I ≤ R), which lies on or below it. ``zoom``: a range of rates
+    shown again, enlarged, in a second panel.
+    """
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(FIG_WIDTH, 3.6) if zoom else (4.6, 3.6),
+                             squeeze=False)
+    fb = sorted(frontier, key=lambda t: t[1])
+    for ax in axes[0]:
+        ax.plot([r for _, r, _ in fb], [d for *_, d in fb], color="k", marker="s", ms=4, lw=1.2,
+                label="β sweep (frontier)", zorder=3)
+        for i, (target, pts) in enumerate(paths.items()):
+            pts = sorted(pts)
+            ax.plot([r for _, r, _ in pts], [d for *_, d in pts], color=f"C{i}", marker="o", ms=4, lw=1.1,
+                    label=f"VAE-AS {target}, over λ", zorder=2)
+        if nll is not None:
+            rr = np.linspace(0, max(r for _, r, _ in fb) * 1.05, 50)
+            ax.plot(rr, nll - rr, color="grey", lw=0.8, ls=":", label=f"R + D = {nll:.1f} (≥ H)", zorder=1)
+        ax.set(xlabel="rate R: KL (nats)", ylabel="distortion D: rec (nats)")
+    ax0 = axes[0][0]
+    for beta, r, d in fb:
+        ax0.annotate(f"β={beta:g}", (r, d), textcoords="offset points", xytext=(4, 4), fontsize=MIN_FONT)
+    ds = [d for *_, d in fb] + [d for pts in paths.values() for *_, d in pts]
+    ax0.set_ylim(min(ds) - 5, max(ds) + 5)
+    if zoom:
+        lo, hi = zoom
+        ax1 = axes[0][1]
+        inside = [(r, d) for r, d in [(r, d) for _, r, d in fb] + [(r, d) for p in paths.values() for _, r, d in p]
+                  if lo <= r <= hi]
+        ax1.set_xlim(lo, hi)
+        if inside:
+            ax1.set_ylim(min(d for _, d in inside) - 1, max(d for _, d in inside) + 1)
+        for beta, r, d in fb:
+            if lo <= r <= hi:
+                ax1.annotate(f"β={beta:g}", (r, d), textcoords="offset points", xytext=(4, 4), fontsize=MIN_FONT)
+        for i, pts in enumerate(paths.values()):
+            for lam, r, d in pts:
+                if lo <= r <= hi:
+                    ax1.annotate(f"{lam:g}", (r, d), textcoords="offset points", xytext=(3, -11),
+                                 fontsize=MIN_FONT, color=f"C{i}")
+        ax1.set_title("enlarged", fontsize=MIN_FONT)
+    _legend_below(fig, ax0, ncol=3)
+    return fig
+
+
 # ----------------------------------------------------------------------------- the comparison chapters
 def _seed_runs(results: Any, seed: int | None) -> Mapping[str, Mapping[str, Any]]:
     from .results import seed_runs

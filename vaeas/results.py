@@ -262,6 +262,28 @@ def rank_correlation(x: Sequence[float], y: Sequence[float]) -> Correlation:
     return Correlation(float(res.statistic), float(res.pvalue))
 
 
+def frontier_offsets(frontier: tuple[Sequence[float], Sequence[float]], rates: Sequence[float],
+                     distortions: Sequence[float]) -> np.ndarray:
+    """How far points lie above (+) or below (−) a rate–distortion frontier, in nats of distortion.
+
+    ``frontier``: (rates, distortions) of the points that trace it (e.g. a β sweep), joined in
+    order of rate by straight chords. Returns ``D − chord(R)`` for each point ``(R, D)``, NaN where
+    ``R`` lies outside the frontier's range of rates. A convex frontier lies on or below its chords,
+    so a point is off the frontier only if it lies below a chord by more than the noise.
+    """
+    fr, fd = (np.asarray(v, float) for v in frontier)
+    if fr.shape != fd.shape or fr.ndim != 1 or len(fr) < 2:
+        raise ValueError("the frontier needs at least two (rate, distortion) points of equal count")
+    order = np.argsort(fr)
+    fr, fd = fr[order], fd[order]
+    r, d = np.asarray(rates, float), np.asarray(distortions, float)
+    if r.shape != d.shape:
+        raise ValueError(f"rates and distortions differ in length: {r.shape} and {d.shape}")
+    out = d - np.interp(r, fr, fd)
+    out[(r < fr[0]) | (r > fr[-1])] = np.nan
+    return out
+
+
 # ----------------------------------------------------------------------------- curves
 def kl_weight_curve(trainer_config: Mapping[str, Any], steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """``(epochs, weights)``: the KL weight at every update of a run, from the schedule that
