@@ -221,6 +221,7 @@ def test_every_figure_fits_the_column_with_text_of_at_least_10_pt(runs):
             "latent_scatter": plots.latent_scatter(q, np.arange(30) % 4),
             "reconstructions": plots.reconstructions(np.random.rand(12, 784), {"D = 2": np.random.rand(12, 784)}, n=12),
             "image_grid": plots.image_grid(np.random.rand(32, 784), nrow=16),
+            "vaeas_diagram": plots.vaeas_diagram(),
         }
         for name, fig in figures.items():
             assert fig.get_figwidth() <= plots.FIG_WIDTH + 1e-9, f"{name}: {fig.get_figwidth():.2f} in wide"

@@ -273,7 +273,7 @@ def rate_and_likelihood(df: Any, title: str | None = None) -> plt.Figure:
     order of appearance. ``title``: the figure's title (e.g. the dataset).
     """
     by_method = list(df.groupby("method", sort=False))
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.7))
+    fig, axes = plt.subplots(1, 2, figsize=(6.8, 3.7))
     rate_distortion({m: (g["kl"].tolist(), g["rec"].tolist()) for m, g in by_method}, ax=axes[0])
     axes[0].get_legend().remove()
     axes[0].set_ylabel("distortion: rec (nats)")
@@ -334,7 +334,7 @@ def method_histories(results: Any, keys: Sequence[str] = ("val_kl", "val_au", "v
     histories = {m: r["history"] for m, r in _seed_runs(results, seed).items()}
     rows = int(np.ceil(len(keys) / 2))
     height = 2.4 * rows + 0.6
-    fig, axes = plt.subplots(rows, 2, figsize=(7, height), squeeze=False)
+    fig, axes = plt.subplots(rows, 2, figsize=(6.8, height), squeeze=False)
     for ax, key in zip(axes.flat, keys, strict=False):
         _history_panel(ax, histories, key)
     for ax in axes.flat[len(keys):]:
@@ -459,4 +459,52 @@ def lambda_paths(df: Any, baselines: Sequence[str], paths: Mapping[str, Sequence
     if title:
         fig.suptitle(title, fontsize=11)
     _legend_below(fig, axes[0], ncol=4)
+    return fig
+
+
+# ----------------------------------------------------------------------------- the VAE-AS chapter
+def vaeas_diagram() -> plt.Figure:
+    """VAE-AS as a block diagram: the VAE's encoder, sample ``z`` and MADE decoder, the branch VAE-AS
+    adds (a classifier on the same ``z`` and its target), and the three terms of the loss."""
+    from matplotlib.patches import FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH, 5.6))
+    ax.set(xlim=(0, FIG_WIDTH), ylim=(-0.35, 5.25))
+    ax.set_axis_off()
+    grey, blue, green, pink, orange = "#dddddd", "#88CCEE", "#44AA99", "#CC6677", "#DDCC77"
+    boxes = {  # name: (x centre, y centre, width, text, colour), in inches
+        "x": (0.75, 4.3, 1.3, "image $x$\n784 bits", grey),
+        "enc": (2.65, 4.3, 2.1, "encoder\nMLP 784–512–256", blue),
+        "post": (4.95, 4.3, 2.1, r"$\mu(x)$, $\log\sigma^2(x)$", blue),
+        "kl": (1.85, 2.9, 3.1, r"KL$(q(z \mid x)\,\|\,\mathcal{N}(0, I))$", orange),
+        "z": (4.95, 2.9, 2.1, "$z = \\mu + \\sigma \\odot \\varepsilon$\n"
+                              "$\\varepsilon \\sim \\mathcal{N}(0, I)$", "white"),
+        "c": (0.75, 1.5, 1.3, "target\n$c = f(x)$", grey),
+        "clf": (2.75, 1.5, 2.1, "classifier $r(c \\mid z)$\nlinear + softmax", pink),
+        "dec": (5.6, 1.5, 2.4, "MADE decoder\n$p(x_i \\mid x_{<i}, z)$", green),
+        "ce": (2.75, 0.1, 2.1, r"CE $= -\log r(c \mid z)$", orange),
+        "rec": (5.6, 0.1, 2.4, r"rec $= -\log p(x \mid z)$", orange),
+    }
+    half = 0.36                                            # half height of a box
+    for xc, yc, w, text, colour in boxes.values():
+        ax.add_patch(FancyBboxPatch((xc - w / 2, yc - half), w, 2 * half, boxstyle="round,pad=0.03",
+                                    fc=colour, ec="k", lw=1))
+        ax.text(xc, yc, text, ha="center", va="center", fontsize=MIN_FONT)
+
+    def side(name: str, where: str) -> tuple[float, float]:
+        xc, yc, w, *_ = boxes[name]
+        return {"left": (xc - w / 2 - 0.04, yc), "right": (xc + w / 2 + 0.04, yc),
+                "top": (xc, yc + half + 0.04), "bottom": (xc, yc - half - 0.04),
+                "bottom-left": (xc - w / 4, yc - half - 0.04)}[where]
+
+    arrows = [("x", "right", "enc", "left"), ("enc", "right", "post", "left"), ("post", "bottom", "z", "top"),
+              ("post", "bottom-left", "kl", "right"), ("z", "bottom", "clf", "top"), ("z", "bottom", "dec", "top"),
+              ("c", "right", "clf", "left"), ("clf", "bottom", "ce", "top"), ("dec", "bottom", "rec", "top")]
+    for a, sa, b, sb in arrows:
+        ax.annotate("", xy=side(b, sb), xytext=side(a, sa),
+                    arrowprops=dict(arrowstyle="-|>", lw=1.4, color="k", mutation_scale=14))
+    ax.text(FIG_WIDTH / 2, 5.1, "loss $=$ rec $+$ KL $+\\;\\lambda\\,\\cdot$ CE", ha="center", va="center",
+            fontsize=MIN_FONT + 2, weight="bold")
+    ax.text(6.95, 2.9, "one $z$,\nread by\nboth", ha="right", va="center", fontsize=MIN_FONT, color="0.3")
+    fig.tight_layout()
     return fig
