@@ -259,34 +259,19 @@ def test_png_width_check_catches_a_wide_image():
     assert len(problems) == 1 and problems[0].startswith("cell 2: a 1400 x 200 px image"), problems
 
 
-@pytest.mark.parametrize("source", [
-    "fig, ax = plt.subplots(figsize=(12, 3))",
-    "fig = plt.figure(figsize=[7.5, 3])",
-    "fig.set_size_inches(8, 4.4)",
-    "fig.set_size_inches((9, 4))",
-    "fig.set_figwidth(7.2)",
-    'plt.rcParams["figure.figsize"] = (10, 4)',
-])
-def test_source_check_catches_a_wide_figure(source):
-    problems = source_problems(notebook(code_cell(source)))
-    assert len(problems) == 1 and "above FIG_WIDTH" in problems[0], problems
+WIDE = ["fig, ax = plt.subplots(figsize=(12, 3))", "fig = plt.figure(figsize=[7.5, 3])", "fig.set_size_inches(8, 4.4)",
+        "fig.set_size_inches((9, 4))", "fig.set_figwidth(7.2)", 'plt.rcParams["figure.figsize"] = (10, 4)']
+SMALL = ["ax.legend(fontsize=8, frameon=False)", "ax.text(0, 0, 'a', fontsize=9.5)", "ax.set_title('a', size=9)",
+         "ax.title.set_fontsize(9)", "ax.tick_params(labelsize=8)", "ax.legend(prop={'size': 8})",
+         "ax.legend(prop=dict(size=7))", "ax.text(0, 0, 'a', fontsize='small')", 'plt.rcParams["font.size"] = 8',
+         'plt.rcParams.update({"legend.fontsize": 9})']
 
 
-@pytest.mark.parametrize("source", [
-    "ax.legend(fontsize=8, frameon=False)",
-    "ax.text(0, 0, 'a', fontsize=9.5)",
-    "ax.set_title('a', size=9)",
-    "ax.title.set_fontsize(9)",
-    "ax.tick_params(labelsize=8)",
-    "ax.legend(prop={'size': 8})",
-    "ax.legend(prop=dict(size=7))",
-    "ax.text(0, 0, 'a', fontsize='small')",
-    'plt.rcParams["font.size"] = 8',
-    'plt.rcParams.update({"legend.fontsize": 9})',
-])
-def test_source_check_catches_a_small_font(source):
+@pytest.mark.parametrize(("source", "message"), [(s, "above FIG_WIDTH") for s in WIDE]
+                         + [(s, "below MIN_FONT") for s in SMALL])
+def test_source_check_catches_a_wide_figure_or_a_small_font(source, message):
     problems = source_problems(notebook(code_cell(source)))
-    assert len(problems) == 1 and "below MIN_FONT" in problems[0], problems
+    assert len(problems) == 1 and message in problems[0], problems
 
 
 def test_source_check_on_a_cell_with_both_and_magics():
