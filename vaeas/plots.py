@@ -471,7 +471,7 @@ def vaeas_diagram() -> plt.Figure:
     fig, ax = plt.subplots(figsize=(FIG_WIDTH, 5.6))
     ax.set(xlim=(0, FIG_WIDTH), ylim=(-0.35, 5.25))
     ax.set_axis_off()
-    grey, blue, green, pink, orange = "#dddddd", "#88CCEE", "#44AA99", "#CC6677", "#DDCC77"
+    grey, (pink, orange, blue, green) = "#dddddd", (PALETTE[i] for i in (1, 3, 4, 6))   # the style's colours
     boxes = {  # name: (x centre, y centre, width, text, colour), in inches
         "x": (0.75, 4.3, 1.3, "image $x$\n784 bits", grey),
         "enc": (2.65, 4.3, 2.1, "encoder\nMLP 784–512–256", blue),
