@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from vaeas import plots  # noqa: E402
@@ -79,6 +80,26 @@ def test_method_histories_has_a_panel_per_key_and_a_line_per_method(runs):
     seed1 = plots.method_histories(runs, keys=["val_kl", "val_au", "val_mi"], seed=1)
     assert len(seed1.axes) == 4 and not seed1.axes[3].axison  # three panels, the fourth left empty
     assert seed1.axes[0].lines[0].get_ydata().tolist() == [4.0, 5.0]
+
+
+def test_trajectories_draw_means_per_method_and_differences_from_the_reference():
+    rows = [{"dataset": "omniglot", "method": m, "seed": s, "name": f"{m}{s}", "epoch": e,
+             "val_kl": k * e + s, "val_neg_elbo": 100.0 - e + k}
+            for m, k, last in [("ref", 0.0, 4), ("a", 1.0, 4), ("b", 2.0, 4)] for s in (0, 1)
+            for e in range(1, (3 if (m, s) == ("b", 1) else last) + 1)]
+    hist = pd.DataFrame(rows)
+    fig = plots.trajectories(hist, reference="ref", start=2, title="long")
+    kl, elbo = fig.axes[:2]
+    assert fig.get_size_inches()[0] <= 7 and fig.get_suptitle() == "long"
+    assert elbo.get_title() == "-ELBO (nats) minus ref's" and kl.get_title() == "KL (nats)"
+    means = {line.get_label(): line for line in kl.lines if not line.get_label().startswith("_")}
+    assert list(means) == ["ref", "a", "b"]
+    assert means["a"].get_xdata().tolist() == [2, 3, 4] and means["a"].get_ydata().tolist() == [2.5, 3.5, 4.5]
+    assert means["b"].get_xdata().tolist() == [2, 3]  # seed 1 stopped after epoch 3: the mean ends there
+    diff = {line.get_label(): line for line in elbo.lines if not line.get_label().startswith("_")}
+    assert diff["b"].get_ydata().tolist() == [2.0, 2.0] and diff["ref"].get_ydata().tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="reference"):
+        plots.trajectories(hist, reference="nope")
 
 
 def test_run_kl_per_dim_sorts_each_methods_kl(runs):

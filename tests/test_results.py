@@ -143,6 +143,29 @@ def test_paired_differences_table_against_one_reference():
     assert R.format_differences(t, interval=False).loc[1, "x"] == "+0.00"
 
 
+def test_budget_verdicts_name_each_way_a_short_budget_finding_can_end():
+    ref = {0: 0.0, 1: 0.0, 2: 0.0}
+    tight_up, tight_down, noisy = {0: 1.9, 1: 2.0, 2: 2.1}, {0: -1.9, 1: -2.0, 2: -2.1}, {0: 1.0, 1: -1.0, 2: 0.5}
+    cases = {"holds": (tight_up, tight_up), "reverses": (tight_up, tight_down),
+             "no longer resolved": (tight_down, noisy), "appears": (noisy, tight_up),
+             "unresolved at both": (noisy, noisy)}
+    short = pd.concat([frame(ref, "ref")] + [frame(a, m) for m, (a, _) in cases.items()])
+    long = pd.concat([frame(ref, "ref")] + [frame(b, m) for m, (_, b) in cases.items()])
+    v = R.budget_verdicts(short, long, "ref", "x").set_index("method")
+    assert list(v.index) == list(cases) and (v["verdict"] == list(cases)).all()
+    expect = R.paired_difference(long, "reverses", "ref", "x")
+    assert v.loc["reverses", "long_mean"] == pytest.approx(-2.0)
+    assert v.loc["reverses", "short_mean"] == pytest.approx(2.0)
+    assert (v.loc["reverses", "long_low"], v.loc["reverses", "long_high"]) == (expect["low"], expect["high"])
+    # a method the short budget lacks is left out; the table prints both intervals and the verdict
+    only_long = pd.concat([long, frame(tight_up, "new")])
+    assert "new" not in set(R.budget_verdicts(short, only_long, "ref", "x")["method"])
+    table = R.verdicts_table(v.reset_index().iloc[:1])
+    header, _, row = table.splitlines()[:3]
+    assert header.rstrip(" |").endswith("verdict") and row.rstrip(" |").endswith("holds")
+    assert row.count("+2.00 [") == 2
+
+
 def test_rank_correlation_matches_scipy():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=7), rng.normal(size=7)

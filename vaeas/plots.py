@@ -345,6 +345,52 @@ def method_histories(results: Any, keys: Sequence[str] = ("val_kl", "val_au", "v
     return fig
 
 
+def trajectories(histories: Any, keys: Sequence[str] = ("val_kl", "val_neg_elbo"), reference: str | None = None,
+                 relative: Sequence[str] = ("val_neg_elbo",), start: int = 1, title: str | None = None) -> plt.Figure:
+    """Long runs epoch by epoch, one panel per key (two per row): each method's mean over its seeds
+    as a line, every seed as a faint line; one colour per method in order of appearance.
+
+    ``histories``: a :func:`vaeas.results.load_histories` frame (``method``, ``seed``, ``epoch`` and
+    the keys) of one dataset. A method's mean is drawn up to the last epoch that all of its seeds
+    reached (an early-stopped seed ends its own faint line). With ``reference``, the keys in
+    ``relative`` are drawn minus the reference method's mean at the same epoch (a dashed zero line),
+    so that differences of a nat stay visible beside values of a hundred. ``start``: the first
+    epoch drawn (the first epochs' values can dwarf the rest).
+    """
+    df = histories[histories["epoch"] >= start]
+    methods = list(dict.fromkeys(df["method"]))
+    ref = None
+    if reference is not None:
+        if reference not in methods:
+            raise ValueError(f"trajectories: no runs of the reference method {reference!r}")
+        ref = df[df["method"] == reference].groupby("epoch")[list(keys)].mean()
+    rows = -(-len(keys) // 2)
+    fig, axes = plt.subplots(rows, 2 if len(keys) > 1 else 1, figsize=(6.8, 2.7 * rows + 0.9), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        shift = ref is not None and key in relative
+        for i, m in enumerate(methods):
+            g = df[df["method"] == m]
+            curves = g.pivot_table(index="epoch", columns="seed", values=key)
+            if shift:
+                curves = curves.sub(ref[key], axis=0)
+            for seed in curves.columns:
+                ax.plot(curves.index, curves[seed], color=f"C{i}", lw=0.6, alpha=0.3)
+            last = int(g.groupby("seed")["epoch"].max().min())
+            mean = curves.loc[curves.index <= last].mean(axis=1)
+            ax.plot(mean.index, mean.values, color=f"C{i}", lw=1.8, label=m)
+        name = HISTORY_NAMES.get(key, key)
+        ax.set_title(f"{name} minus {reference}'s" if shift else name, fontsize=10)
+        if shift:
+            ax.axhline(0, color="0.3", ls="--", lw=1)
+        ax.set_xlabel("epoch")
+    for ax in axes.flat[len(keys):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _legend_below(fig, axes.flat[0], ncol=3)
+    return fig
+
+
 def posterior_mean_space(q_mean: Tensor | np.ndarray, p_mean: Tensor | np.ndarray,
                          axes: Sequence[plt.Axes] | None = None, title: str | None = None,
                          span: float | None = None) -> plt.Figure:

@@ -247,6 +247,67 @@ def paired_differences(df: pd.DataFrame, reference: str, metrics: str | Sequence
     return pd.DataFrame(rows, columns=["dataset", "method", "metric", "n", "mean", "sd", "low", "high", "resolved"])
 
 
+def _verdict(short: pd.Series, long: pd.Series) -> str:
+    if short["resolved"] and long["resolved"]:
+        return "holds" if np.sign(short["mean"]) == np.sign(long["mean"]) else "reverses"
+    if short["resolved"]:
+        return "no longer resolved"
+    if long["resolved"]:
+        return "appears"
+    return "unresolved at both"
+
+
+def budget_verdicts(short: pd.DataFrame, long: pd.DataFrame, reference: str, metrics: str | Sequence[str],
+                    methods: Sequence[str] | None = None, dataset: str | None = None,
+                    level: float = 0.95) -> pd.DataFrame:
+    """Does a paired finding of a short budget survive a long one? For each method and metric,
+    :func:`paired_difference` of ``method − reference`` in ``short`` (e.g. the runs after 8 epochs)
+    and in ``long`` (the same runs at their end), and a verdict:
+
+    * ``"holds"``: resolved in both, same sign;
+    * ``"reverses"``: resolved in both, opposite signs;
+    * ``"no longer resolved"``: resolved only in ``short``;
+    * ``"appears"``: resolved only in ``long``;
+    * ``"unresolved at both"``.
+
+    ``methods``: default every method of ``long`` but ``reference``, in order of appearance, that
+    ``short`` has too. Returns one row per (method, metric): ``short_mean, short_low, short_high,
+    long_mean, long_low, long_high, n_short, n_long, verdict`` (nats, as the metric).
+    """
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    if dataset is not None:
+        short, long = short[short["dataset"] == dataset], long[long["dataset"] == dataset]
+    if methods is None:
+        have = set(short["method"])
+        methods = [m for m in dict.fromkeys(long["method"]) if m != reference and m in have]
+    rows = []
+    for m in methods:
+        for key in metrics:
+            a = pd.Series(paired_difference(short, m, reference, key, level=level))
+            b = pd.Series(paired_difference(long, m, reference, key, level=level))
+            rows.append({"method": m, "metric": key, "short_mean": a["mean"], "short_low": a["low"],
+                         "short_high": a["high"], "long_mean": b["mean"], "long_low": b["low"],
+                         "long_high": b["high"], "n_short": a["n"], "n_long": b["n"], "verdict": _verdict(a, b)})
+    return pd.DataFrame(rows, columns=["method", "metric", "short_mean", "short_low", "short_high", "long_mean",
+                                       "long_low", "long_high", "n_short", "n_long", "verdict"])
+
+
+def verdicts_table(verdicts: pd.DataFrame, short: str = "8 epochs", long: str = "long",
+                   digits: int = 2) -> MarkdownTable:
+    """A :func:`budget_verdicts` frame as a book table: method, metric, the two paired differences
+    as ``"+1.23 [+0.51, +1.95]"`` and the verdict."""
+    def cell(r: pd.Series, which: str) -> str:
+        mean, low, high = r[f"{which}_mean"], r[f"{which}_low"], r[f"{which}_high"]
+        if math.isnan(mean):
+            return "–"
+        text = f"{mean:+.{digits}f}"
+        return text if math.isnan(low) else f"{text} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+    rows = [[r["method"], SHORT.get(r["metric"], r["metric"]), cell(r, "short"), cell(r, "long"), r["verdict"]]
+            for _, r in verdicts.iterrows()]
+    return _markdown(["method", "metric", f"Δ after {short}", f"Δ {long}", "verdict"], rows, digits)
+
+
 class Correlation(NamedTuple):
     rho: float
     p: float
