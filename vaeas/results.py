@@ -37,7 +37,16 @@ import numpy as np
 import pandas as pd
 
 # The table helpers live in vaeas.tables; the chapters import them from here too.
-from .tables import MarkdownTable, _markdown, glue_table, markdown_table, show_table  # noqa: F401
+from .tables import (  # noqa: F401
+    SHORT,
+    MarkdownTable,
+    _markdown,
+    format_differences,
+    glue_table,
+    markdown_table,
+    show_table,
+    verdicts_table,
+)
 
 #: The identifying columns of :func:`load_results`, in this order.
 KEYS = ("dataset", "method", "seed", "name")
@@ -52,7 +61,8 @@ COLUMNS: dict[str, str] = {
 #: Headers of further metrics, used when a table asks for them (not in the default columns).
 HEADERS: dict[str, str] = {
     **COLUMNS, "ppl_iw": "perplexity (IW)", "code_gain": "code gain (nats)", "latent_r2": "R² to true z",
-    "iw_nll_se": "IW-NLL s.e. (nats)", "mi_bound": "VAE-AS bound (nats)",
+    "iw_nll_se": "IW-NLL s.e. (nats)", "mi_bound": "VAE-AS bound (nats)", "epochs": "epochs run",
+    "best_epoch": "best epoch",
 }
 
 #: Keys of a run folder's ``config.json`` that are ``load_dataset`` arguments (the ``data`` block).
@@ -292,22 +302,6 @@ def budget_verdicts(short: pd.DataFrame, long: pd.DataFrame, reference: str, met
                                        "long_low", "long_high", "n_short", "n_long", "verdict"])
 
 
-def verdicts_table(verdicts: pd.DataFrame, short: str = "8 epochs", long: str = "long",
-                   digits: int = 2) -> MarkdownTable:
-    """A :func:`budget_verdicts` frame as a book table: method, metric, the two paired differences
-    as ``"+1.23 [+0.51, +1.95]"`` and the verdict."""
-    def cell(r: pd.Series, which: str) -> str:
-        mean, low, high = r[f"{which}_mean"], r[f"{which}_low"], r[f"{which}_high"]
-        if math.isnan(mean):
-            return "–"
-        text = f"{mean:+.{digits}f}"
-        return text if math.isnan(low) else f"{text} [{low:+.{digits}f}, {high:+.{digits}f}]"
-
-    rows = [[r["method"], SHORT.get(r["metric"], r["metric"]), cell(r, "short"), cell(r, "long"), r["verdict"]]
-            for _, r in verdicts.iterrows()]
-    return _markdown(["method", "metric", f"Δ after {short}", f"Δ {long}", "verdict"], rows, digits)
-
-
 class Correlation(NamedTuple):
     rho: float
     p: float
@@ -414,7 +408,8 @@ def comparison_table(df: pd.DataFrame, keys: Sequence[str] | None = None, digits
     """
     keys = list(COLUMNS) if keys is None else list(keys)
     stats = summary(df, keys)
-    cells = pm_frame(stats, digits={**dict.fromkeys(keys, digits), "au": 1, "probe_acc": 1},
+    places = {**dict.fromkeys(keys, digits), "au": 1, "probe_acc": 1, "epochs": 0, "best_epoch": 0}
+    cells = pm_frame(stats, digits=places,
                      scale={"probe_acc": 100.0})
     cells.columns = [HEADERS.get(k, k) for k in keys]
     seeds = df.groupby(["dataset", "method"], sort=False)["seed"].nunique()
@@ -425,35 +420,7 @@ def comparison_table(df: pd.DataFrame, keys: Sequence[str] | None = None, digits
     return out
 
 
-def format_differences(diffs: pd.DataFrame, digits: int = 2, interval: bool = True,
-                       headers: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """A :func:`paired_differences` frame as a wide table of strings, one row per (dataset,) method
-    and one column per metric: ``"+1.23 [+0.51, +1.95]"`` (``interval=False``: the mean only)."""
-    def cell(r: pd.Series) -> str:
-        if math.isnan(r["mean"]):
-            return "–"
-        text = f"{r['mean']:+.{digits}f}"
-        if interval and not math.isnan(r["low"]):
-            text += f" [{r['low']:+.{digits}f}, {r['high']:+.{digits}f}]"
-        return text
-
-    index = ["dataset", "method"] if diffs["dataset"].nunique() > 1 else ["method"]
-    metrics = list(dict.fromkeys(diffs["metric"]))
-    cells: dict[tuple, dict[str, str]] = {}
-    for _, r in diffs.iterrows():
-        cells.setdefault(tuple(r[c] for c in index), dict.fromkeys(metrics, "–"))[r["metric"]] = cell(r)
-    columns = [*index, *[(headers or {}).get(k, k) for k in metrics]]
-    return pd.DataFrame([[*k, *row.values()] for k, row in cells.items()], columns=columns)
-
-
 # ----------------------------------------------------------------------------- the comparison chapters
-#: Short metric names for the headers of :func:`differences_table` (``"Δ KL"``).
-SHORT: dict[str, str] = {
-    "neg_elbo": "−ELBO", "iw_nll": "IW-NLL", "kl": "KL", "rec": "rec", "mi_minibatch": "MI minibatch",
-    "mi_dataset": "MI dataset", "au": "AU", "probe_acc": "probe acc.", "code_gain": "code gain",
-    "latent_r2": "R²", "ppl_iw": "perplexity",
-}
-
 #: One checked claim of a chapter: (claim, what is measured, the measured value, whether it holds).
 Claim = tuple[str, str, float, bool]
 

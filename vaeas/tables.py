@@ -124,3 +124,49 @@ def glue_table(name: str, table: MarkdownTable | str) -> None:
             display(table)
     else:
         glue(name, table, display=True)
+
+
+#: Short metric names for the headers of difference tables (``"Δ KL"``).
+SHORT: dict[str, str] = {
+    "neg_elbo": "−ELBO", "iw_nll": "IW-NLL", "kl": "KL", "rec": "rec", "mi_minibatch": "MI minibatch",
+    "mi_dataset": "MI dataset", "au": "AU", "probe_acc": "probe acc.", "code_gain": "code gain",
+    "latent_r2": "R²", "ppl_iw": "perplexity",
+}
+
+
+def interval_text(mean: float, low: float = math.nan, high: float = math.nan, digits: int = 2) -> str:
+    """``"+1.23 [+0.51, +1.95]"``: a signed mean and its interval (``"+1.23"`` without one, ``"–"``
+    for a NaN mean)."""
+    if math.isnan(mean):
+        return "–"
+    text = f"{mean:+.{digits}f}"
+    return text if math.isnan(low) else f"{text} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def format_differences(diffs: pd.DataFrame, digits: int = 2, interval: bool = True,
+                       headers: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A :func:`vaeas.results.paired_differences` frame as a wide table of strings, one row per
+    (dataset,) method and one column per metric: ``"+1.23 [+0.51, +1.95]"`` (``interval=False``: the
+    mean only)."""
+    def cell(r: pd.Series) -> str:
+        return interval_text(r["mean"], *((r["low"], r["high"]) if interval else ()), digits=digits)
+
+    index = ["dataset", "method"] if diffs["dataset"].nunique() > 1 else ["method"]
+    metrics = list(dict.fromkeys(diffs["metric"]))
+    cells: dict[tuple, dict[str, str]] = {}
+    for _, r in diffs.iterrows():
+        cells.setdefault(tuple(r[c] for c in index), dict.fromkeys(metrics, "–"))[r["metric"]] = cell(r)
+    columns = [*index, *[(headers or {}).get(k, k) for k in metrics]]
+    return pd.DataFrame([[*k, *row.values()] for k, row in cells.items()], columns=columns)
+
+
+def verdicts_table(verdicts: pd.DataFrame, short: str = "8 epochs", long: str = "long",
+                   digits: int = 2) -> MarkdownTable:
+    """A :func:`vaeas.results.budget_verdicts` frame as a book table: method, metric, the two paired
+    differences as ``"+1.23 [+0.51, +1.95]"`` and the verdict."""
+    def cell(r: pd.Series, which: str) -> str:
+        return interval_text(r[f"{which}_mean"], r[f"{which}_low"], r[f"{which}_high"], digits)
+
+    rows = [[r["method"], SHORT.get(r["metric"], r["metric"]), cell(r, "short"), cell(r, "long"), r["verdict"]]
+            for _, r in verdicts.iterrows()]
+    return _markdown(["method", "metric", f"Δ after {short}", f"Δ {long}", "verdict"], rows, digits)
