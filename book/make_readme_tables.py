@@ -1,4 +1,4 @@
-"""Write the README's tables of the sequence study from the committed result files.
+"""Write the README's tables of the sequence study and the image long study from the committed result files.
 
 Run from anywhere in the repository::
 
@@ -12,9 +12,10 @@ Each generated table sits between two marker lines of ``README.md``::
     <!-- end sequence-main -->
 
 and is computed with the package's own tables (``vaeas.results``), from the same runs and with the
-same settings as chapter 7's: the main grid, aggressive training and the detached-gradient controls
-of ``results/sequence/`` (the configs name the methods and their order). The prose around the
-tables is written by hand.
+same settings as the chapters': chapter 7's main grid, aggressive training and the detached-gradient
+controls of ``results/sequence/`` (the configs name the methods and their order), and chapter 6's
+long study of ``results/images-long/`` (each run at its best epoch). The prose around the tables is
+written by hand.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The configs of chapter 7's comparison, then that of its lambda sweeps.
 CONFIGS = ("sequence.json", "sequence_aggressive.json", "sequence_controls.json")
 LAMBDA_CONFIG = "sequence_lambda.json"
+#: The image long study: its config (the methods' order) and the datasets whose seeds are complete.
+IMAGE_CONFIG = "images_long.json"
+IMAGE_DATASETS = ("omniglot",)
+IMAGE_KEYS = ["iw_nll", "neg_elbo", "kl", "mi_dataset", "code_gain", "epochs"]
+IMAGE_DIFF_KEYS = ["iw_nll", "neg_elbo", "kl", "code_gain"]
 MAIN_KEYS = ["iw_nll", "neg_elbo", "kl", "mi_dataset", "code_gain", "latent_r2"]
 DIFF_KEYS = ["iw_nll", "mi_dataset", "code_gain"]
 DIFF_HEAD = {"iw_nll": "Δ IW-NLL", "mi_dataset": "Δ MI", "code_gain": "Δ code gain"}
@@ -99,7 +105,34 @@ def _lambda(df: pd.DataFrame, order: list[str]) -> str:
     return str(markdown_table(comparison_table(df, keys).set_index("method").loc[order].reset_index()))
 
 
+def image_runs(dataset: str, root: Path = ROOT) -> tuple[pd.DataFrame, list[str]]:
+    """The long study's runs of one dataset (each at its best epoch) and its methods in config order."""
+    from vaeas import sweep
+    from vaeas.results import load_results
+
+    order = list(sweep.load_config(root / "results" / "configs" / IMAGE_CONFIG)["methods"])
+    df = load_results(root / "results" / "images-long")
+    df = df[df["dataset"] == dataset]
+    return df, [m for m in order if m in set(df["method"])]
+
+
+def _image_main(df: pd.DataFrame, order: list[str]) -> str:
+    from vaeas.results import comparison_table, markdown_table
+
+    return str(markdown_table(comparison_table(df, IMAGE_KEYS).set_index("method").loc[order].reset_index()))
+
+
+def _image_vs_vae(df: pd.DataFrame, order: list[str]) -> str:
+    from vaeas.results import SHORT, format_differences, markdown_table, paired_differences
+
+    fixes = [m for m in order if m not in ("vae", "no_z")]
+    diffs = paired_differences(df, "vae", IMAGE_DIFF_KEYS, methods=fixes)
+    return str(markdown_table(format_differences(diffs, headers={k: f"Δ {SHORT[k]}" for k in IMAGE_DIFF_KEYS})))
+
+
 TABLES: dict[str, Callable[[pd.DataFrame, list[str]], str]] = {"sequence-main": _main, "sequence-vs-vae": _vs_vae}
+IMAGE_TABLES: dict[str, Callable[[pd.DataFrame, list[str]], str]] = {"long-main": _image_main,
+                                                                     "long-vs-vae": _image_vs_vae}
 LAMBDA_TABLES: dict[str, Callable[[pd.DataFrame, list[str]], str]] = {"sequence-lambda": _lambda}
 
 
@@ -128,18 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tables = {name: make(df, order) for name, make in TABLES.items()}
         tables.update({name: make(lam_df, lam_order) for name, make in LAMBDA_TABLES.items()})
+        for ds in IMAGE_DATASETS:
+            img_df, img_order = image_runs(ds)
+            tables.update({f"{ds}-{name}": make(img_df, img_order) for name, make in IMAGE_TABLES.items()})
         new = render(old, tables)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
     if args.check:
         if new != old:
-            print("README.md: the sequence tables are out of date; run python book/make_readme_tables.py",
+            print("README.md: the generated tables are out of date; run python book/make_readme_tables.py",
                   file=sys.stderr)
             return 1
         return 0
     path.write_text(new, encoding="utf-8")
-    print("wrote README.md's tables: " + ", ".join([*TABLES, *LAMBDA_TABLES]))
+    print("wrote README.md's tables: " + ", ".join(tables))
     return 0
 
 
