@@ -13,8 +13,8 @@ MODULES = sorted(PACKAGE.glob("*.py"))
 
 # Each module may import only the modules listed before it in this order (lower layers).
 ORDER = ["io", "runtime", "distributions", "datasets", "corpora", "data", "heads", "sequence", "models", "objectives",
-         "metrics", "posterior", "diagnose", "train", "tables", "results", "plots", "sweep", "cli", "__main__",
-         "__init__"]
+         "metrics", "posterior", "diagnose", "train", "tables", "results", "report", "plots", "sweep", "cli",
+         "__main__", "__init__"]
 
 
 def _tree(path: Path) -> ast.Module:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from vaeas import report as P
 from vaeas import results as R
 
 COMPARISON = Path(__file__).resolve().parents[1] / "results" / "comparison"
@@ -151,7 +152,7 @@ def test_budget_verdicts_name_each_way_a_short_budget_finding_can_end():
              "unresolved at both": (noisy, noisy)}
     short = pd.concat([frame(ref, "ref")] + [frame(a, m) for m, (a, _) in cases.items()])
     long = pd.concat([frame(ref, "ref")] + [frame(b, m) for m, (_, b) in cases.items()])
-    v = R.budget_verdicts(short, long, "ref", "x").set_index("method")
+    v = P.budget_verdicts(short, long, "ref", "x").set_index("method")
     assert list(v.index) == list(cases) and (v["verdict"] == list(cases)).all()
     expect = R.paired_difference(long, "reverses", "ref", "x")
     assert v.loc["reverses", "long_mean"] == pytest.approx(-2.0)
@@ -159,7 +160,7 @@ def test_budget_verdicts_name_each_way_a_short_budget_finding_can_end():
     assert (v.loc["reverses", "long_low"], v.loc["reverses", "long_high"]) == (expect["low"], expect["high"])
     # a method the short budget lacks is left out; the table prints both intervals and the verdict
     only_long = pd.concat([long, frame(tight_up, "new")])
-    assert "new" not in set(R.budget_verdicts(short, only_long, "ref", "x")["method"])
+    assert "new" not in set(P.budget_verdicts(short, only_long, "ref", "x")["method"])
     table = R.verdicts_table(v.reset_index().iloc[:1])
     header, _, row = table.splitlines()[:3]
     assert header.rstrip(" |").endswith("verdict") and row.rstrip(" |").endswith("holds")
@@ -279,14 +280,14 @@ def test_protocol_table_lists_each_methods_own_options_and_the_note_the_rest():
     from vaeas import sweep
 
     cfg = tiny_config()
-    table = R.protocol_table(cfg, sweep.select(cfg), sweep.train_args)
+    table = P.protocol_table(cfg, sweep.select(cfg), sweep.train_args)
     assert table.splitlines() == ["| method | options on top of the common ones |", "|---|---|", "| vae | – |",
                                   "| beta | --model vae --beta 0.5 |", "| lab | --model vaeas --lam 10 |"]
-    common, evaluation = R.protocol_note(cfg, sweep.select(cfg), sweep.train_args).splitlines()
+    common, evaluation = P.protocol_note(cfg, sweep.select(cfg), sweep.train_args).splitlines()
     assert common == "common to every run: --arch made --latent 8 --epochs 2 --k 10"  # common + what fast overrides
     assert evaluation == ("evaluation: IW-NLL with k=10 importance samples on 50 test images; MI minibatch B=16; "
                           "AU threshold delta=0.01; seeds [0, 1]")
-    fast = R.protocol_note(cfg, sweep.select(cfg, fast=True), sweep.train_args)
+    fast = P.protocol_note(cfg, sweep.select(cfg, fast=True), sweep.train_args)
     assert "--epochs 1 --k 5" in fast and "k=5" in fast and "seeds [0]" in fast
 
 
@@ -294,19 +295,19 @@ def test_iw_subset_reads_each_results_recorded_settings():
     old = fake_result("mnist", "vae", 0, split="test", n=10000, iw_n=1000, iw_k=1000)  # no subset_seed
     new = [fake_result("mnist", "vae", s, split="test", n=10000, iw_n=1000, iw_k=1000, subset_seed=s) for s in (1, 0)]
     whole = fake_result("mnist", "vae", 3, split="test", n=500, iw_n=500, iw_k=10, subset_seed=3)
-    assert R.iw_subset([old]) == "the first 1000 test images"
-    assert R.iw_subset(new) == "1000 random test images (subset seeds 0, 1)"
-    assert R.iw_subset(new[:1]) == "1000 random test images (subset seed 1)"
-    assert R.iw_subset([whole]) == "all 500 test images"
-    assert R.iw_subset([old, *new]) == "the first 1000 test images; 1000 random test images (subset seeds 0, 1)"
-    assert R.iw_subset([fake_result("mnist", "vae", 0, kl=1.0)]) == "–"
-    assert R.iw_subset(COMPARISON) == "the first 1000 test images"  # the committed runs predate random subsets
+    assert P.iw_subset([old]) == "the first 1000 test images"
+    assert P.iw_subset(new) == "1000 random test images (subset seeds 0, 1)"
+    assert P.iw_subset(new[:1]) == "1000 random test images (subset seed 1)"
+    assert P.iw_subset([whole]) == "all 500 test images"
+    assert P.iw_subset([old, *new]) == "the first 1000 test images; 1000 random test images (subset seeds 0, 1)"
+    assert P.iw_subset([fake_result("mnist", "vae", 0, kl=1.0)]) == "–"
+    assert P.iw_subset(COMPARISON) == "the first 1000 test images"  # the committed runs predate random subsets
 
 
 def test_describe_runs_counts_methods_seeds_and_time():
     runs = [fake_result("mnist", m, s, n=100, iw_n=100, iw_k=5, wall_seconds=1800.0, seconds_iw=10.0 * (s + 1))
             for m in ("a", "b") for s in (0, 1, 2)]
-    assert R.describe_runs(runs).splitlines() == [
+    assert P.describe_runs(runs).splitlines() == [
         "6 runs (2 methods x 3 seeds)",
         "sum of the runs' wall times (training + evaluation): 3.00 h; IW-NLL alone: 20 s per run on average",
         "IW-NLL: k=5 importance samples on all 100 test images"]
@@ -333,25 +334,25 @@ def comparison_frame():
 
 def test_differences_table_has_a_row_per_method_and_the_reference_sd_last():
     df = comparison_frame()
-    table = R.differences_table(df, "vae", ["kl", "iw_nll"], label="vanilla")
+    table = P.differences_table(df, "vae", ["kl", "iw_nll"], label="vanilla")
     assert table.splitlines() == [
         "| method − vanilla | Δ KL | Δ IW-NLL |", "|---|---|---|",
         "| b | 1.00 | -2.00 |",                      # mean of (2-1, 4-2, 6-6) and of (9-10, 9-10, 9-13)
         "| c | 0.50 | 0.00 |",
         f"| (vanilla seed sd) | {math.sqrt(7):.2f} | {math.sqrt(3):.2f} |"]   # sd of (1, 2, 6) and of (10, 10, 13)
-    only_c = R.differences_table(df, "vae", ["kl"], methods=["c"], digits=3)
+    only_c = P.differences_table(df, "vae", ["kl"], methods=["c"], digits=3)
     assert only_c.splitlines()[2:] == ["| c | 0.500 |", f"| (vae seed sd) | {math.sqrt(7):.3f} |"]
     two = pd.concat([df, df.assign(dataset="omniglot")])
     with pytest.raises(ValueError, match="dataset="):
-        R.differences_table(two, "vae", ["kl"])
-    assert R.differences_table(two, "vae", ["kl"], dataset="omniglot") == R.differences_table(df, "vae", ["kl"])
+        P.differences_table(two, "vae", ["kl"])
+    assert P.differences_table(two, "vae", ["kl"], dataset="omniglot") == P.differences_table(df, "vae", ["kl"])
 
 
 def test_kl_profile_table_averages_each_methods_seeds():
     runs = [fake_result("mnist", "a", 0, kl_per_dim=[3.0, 1.0, 0.05, 0.0]),
             fake_result("mnist", "a", 1, kl_per_dim=[2.0, 2.0, 0.0, 0.0]),
             fake_result("mnist", "b", 0, kl_per_dim=[1.0, 1.0, 1.0, 1.0])]
-    table = R.kl_profile_table(R.load_results(runs), threshold=0.1, top=1)
+    table = P.kl_profile_table(R.load_results(runs), threshold=0.1, top=1)
     assert table.splitlines() == [
         "| method | dims with KL > 0.1 nats (mean over seeds) | share of the KL in the top 1 dims |", "|---|---|---|",
         f"| a | 2.00 | {(3.0 / 4.05 + 0.5) / 2:.2f} |", "| b | 4.00 | 0.25 |"]
@@ -360,28 +361,28 @@ def test_kl_profile_table_averages_each_methods_seeds():
 def test_estimator_claims_and_check_claims(capsys):
     ok = R.load_results([fake_result("mnist", "a", s, mi_minibatch=4.0, mi_minibatch_cap=4.85, mi_dataset=9.2,
                                      mi_dataset_cap=9.21, neg_elbo_iw=90.0 + s, iw_nll=88.0) for s in range(2)])
-    claims = R.estimator_claims(ok)
+    claims = P.estimator_claims(ok)
     assert [c[2] for c in claims] == pytest.approx([-0.85, -0.01, 2.0]) and all(c[3] for c in claims)
-    R.check_claims(claims, structural=3)
+    P.check_claims(claims, structural=3)
     out = capsys.readouterr().out
     assert "| every minibatch MI estimate ≤ its cap log B | max (estimate − cap) | -0.85 | yes |" in out
     assert out.strip().endswith("3 claims hold (3 structural, 0 about the full-size results)")
     bad = ok.assign(iw_nll=[88.0, 91.5])  # run 1: IW-NLL above its -ELBO on the same images
-    claims = R.estimator_claims(bad)
+    claims = P.estimator_claims(bad)
     assert [c[3] for c in claims] == [True, True, False] and claims[2][2] == pytest.approx(-0.5)
     with pytest.raises(AssertionError, match="IW-NLL ≤ −ELBO"):
-        R.check_claims(claims)
+        P.check_claims(claims)
     assert "| **no** |" in capsys.readouterr().out
     with pytest.raises(AssertionError):  # glued under a label for a numbered table: the same check
-        R.check_claims(claims, name="tab-claims")
+        P.check_claims(claims, name="tab-claims")
     assert "| **no** |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="not a label"):
-        R.check_claims(claims, name="bad label")
+        P.check_claims(claims, name="bad label")
     noisy = ok.assign(iw_nll=[88.0, 91.0015])  # a collapsed model: the two estimates differ by noise
-    assert not R.estimator_claims(noisy)[2][3]
-    claim = R.estimator_claims(noisy, gap_tol=0.01)[2]
+    assert not P.estimator_claims(noisy)[2][3]
+    claim = P.estimator_claims(noisy, gap_tol=0.01)[2]
     assert claim[3] and claim[2] == pytest.approx(-0.0015) and "(up to 0.01 nats)" in claim[0]
-    assert not R.estimator_claims(bad, gap_tol=0.01)[2][3]
+    assert not P.estimator_claims(bad, gap_tol=0.01)[2][3]
 
 
 def test_glue_table_stores_one_table_under_its_label(monkeypatch):
@@ -406,3 +407,30 @@ def test_glue_table_only_shows_without_myst_nb(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "myst_nb", None)   # import fails
     R.glue_table("tab-x", "| a |\n|---|\n| 1 |")
     assert "| a |" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- report helpers
+def test_in_order_puts_methods_in_the_given_order_then_seeds():
+    df = pd.concat([frame({1: 1.0, 0: 2.0}, "b"), frame({0: 3.0}, "z"), frame({0: 4.0, 1: 5.0}, "a")])
+    out = P.in_order(df, ["a", "b"])
+    assert list(zip(out["method"], out["seed"], strict=True)) == [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("z", 0)]
+    assert "_rank" not in out.columns and len(out) == len(df)
+
+
+def test_pairs_table_has_one_row_per_present_pair_with_the_paired_interval():
+    df = pd.concat([frame({0: 11.0, 1: 22.0, 2: 33.0}, "a"), frame({0: 10.0, 1: 20.0, 2: 30.0}, "b")])
+    table = P.pairs_table(df, [("a", "b"), ("a", "missing")], ["x"])
+    header, _, *rows = table.splitlines()
+    expect = R.paired_difference(df, "a", "b", "x")
+    assert header.split("|")[1:3] == [" a − b ", " Δ x "] and len(rows) == 1
+    assert f"+2.00 [{expect['low']:+.2f}, {expect['high']:+.2f}]" in rows[0] and rows[0].startswith("| a − b |")
+    empty = P.pairs_table(df, [("a", "missing")], ["x"])
+    assert len(empty.splitlines()) == 2  # the header and its rule, no rows
+
+
+def test_vs_reference_compares_one_seed_with_a_reference_trained_once():
+    df = pd.concat([frame({0: 5.0, 1: 50.0}, "a"), frame({0: 2.0}, "ref"), frame({1: 9.0}, "late")])
+    diff = P.vs_reference(df, "ref", "x")
+    assert diff.to_dict() == {"a": 3.0}  # seed 0 only; "late" has no seed 0
+    with pytest.raises(ValueError, match="no run of seed 1"):
+        P.vs_reference(df, "ref", "x", seed=1)

@@ -4,7 +4,7 @@ The public names::
 
     from vaeas import load_dataset, build_for_dataset, Trainer, evaluate, diagnose
 
-The reporting layer (pandas) is imported on demand: ``from vaeas import results``.
+The reporting layer (pandas) is imported on demand: ``from vaeas import results, report``.
 """
 
 from .data import DATASETS, DataError, Dataset, Split, batches, gaussian_dataset, load_dataset

@@ -162,7 +162,7 @@ def format_differences(diffs: pd.DataFrame, digits: int = 2, interval: bool = Tr
 
 def verdicts_table(verdicts: pd.DataFrame, short: str = "8 epochs", long: str = "long",
                    digits: int = 2) -> MarkdownTable:
-    """A :func:`vaeas.results.budget_verdicts` frame as a book table: method, metric, the two paired
+    """A :func:`vaeas.report.budget_verdicts` frame as a book table: method, metric, the two paired
     differences as ``"+1.23 [+0.51, +1.95]"`` and the verdict."""
     def cell(r: pd.Series, which: str) -> str:
         return interval_text(r[f"{which}_mean"], r[f"{which}_low"], r[f"{which}_high"], digits)
