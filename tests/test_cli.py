@@ -493,6 +493,15 @@ def test_bad_sweep_configs_are_refused_before_anything_runs(change, fragment, ca
     assert not (tmp_path / "results").exists()
 
 
+def test_sweep_with_an_unknown_method_exits_2(capsys, tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(GRID))
+    code, out, err = run(["sweep", path, "--method", "labl", "--dry-run"], capsys)
+    assert_usage_error(code, err, "method labl is not in the grid")
+    code, out, err = run(["sweep", path, "--method", "label", "--dry-run"], capsys)
+    assert code == 0 and "todo  mnist-label-s1" in out and "mnist-vae" not in out
+
+
 def test_dry_run_into_a_closed_pipe(tmp_path):
     path = tmp_path / "big.json"  # a listing far larger than a pipe's buffer
     path.write_text(json.dumps({**GRID, "seeds": list(range(3000))}))

@@ -76,6 +76,19 @@ def test_unknown_dataset_filter_is_refused(tmp_path):
         sweep.run_sweep(write_config(tmp_path / "cfg.json"), datasets=["cifar"], dry_run=True)
 
 
+def test_method_filter_keeps_those_methods_and_refuses_unknown_ones(tmp_path, monkeypatch, capsys):
+    runs = sweep.select(CONFIG, datasets=["omniglot"], methods=["label", "vae"])
+    assert [r.name for r in runs] == ["omniglot-vae-s0", "omniglot-vae-s1", "omniglot-vae-s2",
+                                      "omniglot-label-s0", "omniglot-label-s1", "omniglot-label-s2"]  # grid order
+    with pytest.raises(sweep.SweepError, match="method vea is not in the grid"):
+        sweep.select(CONFIG, methods=["vea"])
+    monkeypatch.chdir(tmp_path)
+    assert sweep.run_sweep(write_config(tmp_path / "cfg.json"), methods=["beta"], shard=(1, 2), dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "18 runs in the grid" not in out and "6 runs in the grid, 3 in shard 1/2" in out   # the shard slices what is kept
+    assert "todo  mnist-beta-s1" in out and "todo  omniglot-beta-s0" in out and "vae" not in out
+
+
 def test_dry_run_lists_done_and_todo(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     cfg = write_config(tmp_path / "cfg.json")
@@ -190,6 +203,9 @@ def test_train_or_load_loads_without_training(tmp_path, monkeypatch):
     assert [r["name"] for r in results] == [r.name for r in runs]  # grid order, not file order
     with pytest.raises(AssertionError, match="trained although"):
         sweep.train_or_load(cfg, fast=True, datasets=["mnist"])  # mnist results are missing
+    (res / "omniglot-label-s0.json").unlink()
+    beta = sweep.train_or_load(cfg, fast=True, methods=["beta"], datasets=["omniglot"])  # label's missing file is not asked for
+    assert [r["name"] for r in beta] == ["omniglot-beta-s0"]
 
 
 # --------------------------------------------------------------------------- snapshots of a run

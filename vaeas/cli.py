@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="check the config, list the runs and exit")
     s.add_argument("--dataset", action="append", default=None,
                    help="run only this dataset's part of the grid (repeatable)")
+    s.add_argument("--method", action="append", default=None,
+                   help="run only this method's part of the grid (repeatable)")
     return p
 
 
@@ -530,7 +532,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
     return run_sweep(a.config, shard=a.shard, results=a.results, device=a.device,
                      fast=a.fast or os.environ.get("VAEAS_FAST") == "1", dry_run=a.dry_run,
-                     datasets=a.dataset)
+                     datasets=a.dataset, methods=a.method)
 
 
 def _summary(m: dict[str, Any]) -> str:

@@ -209,20 +209,23 @@ def folders(cfg: dict[str, Any], fast: bool = False, results: str | None = None)
 
 
 def select(cfg: dict[str, Any], fast: bool = False, datasets: list[str] | None = None,
-           name: str = "the config") -> list[Run]:
-    """The runs of the grid, keeping only ``datasets`` when given (an unknown one is refused)."""
+           name: str = "the config", methods: list[str] | None = None) -> list[Run]:
+    """The runs of the grid, keeping only ``datasets`` and ``methods`` when given (a name that is
+    not in the grid is refused)."""
     runs = expand(cfg, fast)
-    if datasets:
-        unknown = sorted(set(datasets) - {r.dataset for r in runs})
-        if unknown:
-            raise SweepError(f"dataset {', '.join(unknown)} is not in the grid of {name}")
-        runs = [r for r in runs if r.dataset in datasets]
+    for what, keep in (("dataset", datasets), ("method", methods)):
+        if keep:
+            unknown = sorted(set(keep) - {getattr(r, what) for r in runs})
+            if unknown:
+                raise SweepError(f"{what} {', '.join(unknown)} is not in the grid of {name}")
+            runs = [r for r in runs if getattr(r, what) in keep]
     return runs
 
 
 def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[str] | None = None,
-                  device: str | None = None) -> list[dict[str, Any]]:
-    """The result dicts of the grid (see :func:`write_result`), in grid order.
+                  device: str | None = None, methods: list[str] | None = None) -> list[dict[str, Any]]:
+    """The result dicts of the grid (see :func:`write_result`), in grid order; ``datasets`` and
+    ``methods`` keep only those parts of the grid.
 
     Runs whose result file is missing are trained first (each as its own process, resuming an
     interrupted run), so the call returns at once when the results are committed and takes the
@@ -230,9 +233,9 @@ def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[
     """
     cfg = load_config(config)
     res_dir, _ = folders(cfg, fast)
-    runs = select(cfg, fast, datasets, name=Path(config).name)
+    runs = select(cfg, fast, datasets, name=Path(config).name, methods=methods)
     if any(not (res_dir / f"{r.name}.json").is_file() for r in runs):
-        if run_sweep(config, fast=fast, datasets=datasets, device=device) != 0:
+        if run_sweep(config, fast=fast, datasets=datasets, device=device, methods=methods) != 0:
             raise SweepError(f"some runs of {Path(config).name} failed (see the messages above)")
     return read_results([res_dir / f"{r.name}.json" for r in runs])  # an older-layout file is upgraded
 
@@ -340,15 +343,16 @@ def train_args(options: dict[str, Any]) -> list[str]:
 
 def run_sweep(config: str | os.PathLike, shard: tuple[int, int] = (0, 1), results: str | None = None,
               device: str | None = None, fast: bool = False, dry_run: bool = False,
-              datasets: list[str] | None = None) -> int:
+              datasets: list[str] | None = None, methods: list[str] | None = None) -> int:
     """Run this shard's slice of the grid; return 0 when every run of the slice has a result.
 
     With ``fast`` the results and run folders get a ``-fast`` suffix, so a tiny grid never mixes
-    with (or resumes from) full-size runs. ``datasets`` keeps only those datasets of the grid.
+    with (or resumes from) full-size runs. ``datasets`` and ``methods`` keep only those datasets and
+    methods of the grid (the shard is a slice of what they keep).
     """
     cfg = load_config(config)
     res_dir, run_dir = folders(cfg, fast, results)
-    runs = select(cfg, fast, datasets, name=Path(config).name)
+    runs = select(cfg, fast, datasets, name=Path(config).name, methods=methods)
     i, n = shard
     mine = runs[i::n]
     todo = [r for r in mine if not (res_dir / f"{r.name}.json").is_file()]
