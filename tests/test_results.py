@@ -434,3 +434,13 @@ def test_vs_reference_compares_one_seed_with_a_reference_trained_once():
     assert diff.to_dict() == {"a": 3.0}  # seed 0 only; "late" has no seed 0
     with pytest.raises(ValueError, match="no run of seed 1"):
         P.vs_reference(df, "ref", "x", seed=1)
+
+
+def test_resolved_sign_needs_the_interval_off_zero_on_the_named_side():
+    df = pd.concat([frame({0: 2.0, 1: 3.0, 2: 2.5}, "a"), frame({0: 1.0, 1: 1.9, 2: 1.6}, "b"),
+                    frame({0: 1.0, 1: 4.0, 2: 0.0}, "noisy")])
+    assert P.resolved_sign(df, "a", "b", "x", 1) and not P.resolved_sign(df, "a", "b", "x", -1)
+    assert P.resolved_sign(df, "b", "a", "x", -1)
+    assert not P.resolved_sign(df, "noisy", "b", "x", 1)       # mean +0.17, interval across zero
+    with pytest.raises(ValueError, match="sign must be"):
+        P.resolved_sign(df, "a", "b", "x", 0)

@@ -261,3 +261,13 @@ def vs_reference(df: pd.DataFrame, reference: str, key: str, seed: int = 0) -> p
     if reference not in runs.index:
         raise ValueError(f"vs_reference: {reference!r} has no run of seed {seed}")
     return runs.drop(reference) - runs[reference]
+
+
+def resolved_sign(df: pd.DataFrame, a: str, b: str, metric: str, sign: int, dataset: str | None = None) -> bool:
+    """Whether the paired difference ``metric(a) − metric(b)`` (:func:`vaeas.results.paired_difference`)
+    is resolved, its 95 % interval excluding zero, with the sign ``sign`` (+1: ``a`` is larger, −1:
+    smaller): the form most of a chapter's checked claims take."""
+    if sign not in (1, -1):
+        raise ValueError(f"resolved_sign: sign must be +1 or -1, not {sign!r}")
+    d = paired_difference(df, a, b, metric, dataset=dataset)
+    return bool(d["resolved"]) and int(np.sign(d["mean"])) == sign
