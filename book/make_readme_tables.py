@@ -13,8 +13,8 @@ Each generated table sits between two marker lines of ``README.md``::
 
 and is computed with the package's own tables (``vaeas.results``), from the same runs and with the
 same settings as the chapters': chapter 7's main grid, aggressive training and the detached-gradient
-controls of ``results/sequence/`` (the configs name the methods and their order), and chapter 6's
-long study of ``results/images-long/`` (each run at its best epoch). The prose around the tables is
+controls of ``results/sequence/`` (the configs name the methods and their order), and the long study
+of chapters 5 and 6 in ``results/images-long/`` (each run at its best epoch). The prose around the tables is
 written by hand.
 """
 
@@ -34,7 +34,7 @@ CONFIGS = ("sequence.json", "sequence_aggressive.json", "sequence_controls.json"
 LAMBDA_CONFIG = "sequence_lambda.json"
 #: The image long study: its config (the methods' order) and the datasets whose seeds are complete.
 IMAGE_CONFIG = "images_long.json"
-IMAGE_DATASETS = ("omniglot",)
+IMAGE_DATASETS = ("mnist", "omniglot")
 IMAGE_KEYS = ["iw_nll", "neg_elbo", "kl", "mi_dataset", "code_gain", "epochs"]
 IMAGE_DIFF_KEYS = ["iw_nll", "neg_elbo", "kl", "code_gain"]
 MAIN_KEYS = ["iw_nll", "neg_elbo", "kl", "mi_dataset", "code_gain", "latent_r2"]
@@ -106,14 +106,21 @@ def _lambda(df: pd.DataFrame, order: list[str]) -> str:
 
 
 def image_runs(dataset: str, root: Path = ROOT) -> tuple[pd.DataFrame, list[str]]:
-    """The long study's runs of one dataset (each at its best epoch) and its methods in config order."""
+    """The long study's runs of one dataset (each at its best epoch) and its methods in config order.
+
+    A method joins once every seed the config gives it has a result file; until then its finished
+    runs are left out, so no row rests on fewer seeds than the protocol's."""
     from vaeas import sweep
     from vaeas.results import load_results
 
-    order = list(sweep.load_config(root / "results" / "configs" / IMAGE_CONFIG)["methods"])
+    cfg = sweep.load_config(root / "results" / "configs" / IMAGE_CONFIG)
     df = load_results(root / "results" / "images-long")
     df = df[df["dataset"] == dataset]
-    return df, [m for m in order if m in set(df["method"])]
+    done = set(df["name"])
+    grid = sweep.select(cfg, datasets=[dataset])
+    complete = [m for m in cfg["methods"] if all(r.name in done for r in grid if r.method == m)
+                and any(r.method == m for r in grid)]
+    return df[df["method"].isin(complete)], complete
 
 
 def _image_main(df: pd.DataFrame, order: list[str]) -> str:

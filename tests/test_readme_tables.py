@@ -36,3 +36,21 @@ def test_the_tables_follow_the_chapter_order():
         assert order.index("free_bits") < order.index("aggressive") < order.index("label_l10")
     table = mrt.TABLES["sequence-main"](df, order)
     assert [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]] == order
+
+
+def test_an_image_method_joins_only_with_all_its_seeds(tmp_path):
+    import json
+
+    cfg = {"results": "results/images-long", "runs": "runs/images-long", "datasets": ["mnist"], "seeds": [0, 1],
+           "common": {"latent": 4, "epochs": 1}, "methods": {"vae": {}, "beta0.5": {"beta": 0.5},
+                                                             "no_z": {"latent": 0, "seeds": [0]}}}
+    (tmp_path / "results" / "configs").mkdir(parents=True)
+    (tmp_path / "results" / "configs" / mrt.IMAGE_CONFIG).write_text(json.dumps(cfg))
+    res = tmp_path / "results" / "images-long"
+    res.mkdir()
+    for method, seed in [("vae", 0), ("vae", 1), ("beta0.5", 1), ("no_z", 0)]:   # beta0.5 lacks seed 0
+        name = f"mnist-{method}-s{seed}"
+        (res / f"{name}.json").write_text(json.dumps({"name": name, "dataset": "mnist", "method": method, "seed": seed,
+                                                      "metrics": {"iw_nll": 90.0 + seed}}))
+    df, order = mrt.image_runs("mnist", root=tmp_path)
+    assert order == ["vae", "no_z"] and sorted(df["name"]) == ["mnist-no_z-s0", "mnist-vae-s0", "mnist-vae-s1"]
