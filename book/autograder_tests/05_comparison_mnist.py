@@ -23,7 +23,7 @@ def seed_paired_interval__other_t_and_seeds():
 
 
 def seed_paired_interval__swapping_negates():
-    runs = load_results("results/comparison")
+    runs = load_results("results/images-long")
     om = runs[runs["dataset"] == "omniglot"]
     m, lo, hi = (float(v) for v in seed_paired_interval(om, "beta0.5", "vae", "iw_nll"))
     m2, lo2, hi2 = (float(v) for v in seed_paired_interval(om, "vae", "beta0.5", "iw_nll"))
@@ -33,7 +33,7 @@ def seed_paired_interval__swapping_negates():
 
 # ----------------------------------------------------------------------------- the -ELBO line
 def elbo_offsets__other_reference_and_dataset():
-    runs = load_results("results/comparison")
+    runs = load_results("results/images-long")
     om = runs[runs["dataset"] == "omniglot"]
     off = elbo_offsets(om, reference="beta0.5")
     means = om.groupby("method")[["kl", "rec"]].mean().sum(axis=1)
