@@ -208,6 +208,20 @@ def test_train_or_load_loads_without_training(tmp_path, monkeypatch):
     assert [r["name"] for r in beta] == ["omniglot-beta-s0"]
 
 
+def test_finished_methods_are_those_with_every_result(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "cfg.json")
+    res = tmp_path / "res/grid"
+    res.mkdir(parents=True)
+    assert sweep.finished_methods(cfg) == []
+    for r in sweep.select(CONFIG):
+        if not (r.method == "beta" and r.dataset == "omniglot" and r.seed == 2):   # one run still training
+            (res / f"{r.name}.json").write_text("{}")
+    assert sweep.finished_methods(cfg) == ["vae", "label"]                      # config order
+    assert sweep.finished_methods(cfg, datasets=["mnist"]) == ["vae", "beta", "label"]
+    assert sweep.finished_methods(cfg, fast=True) == []                         # the fast grid has its own folder
+
+
 # --------------------------------------------------------------------------- snapshots of a run
 SNAP_GRID = {
     "results": "results/snap",
