@@ -499,7 +499,7 @@ def test_sweep_with_an_unknown_method_exits_2(capsys, tmp_path):
     code, out, err = run(["sweep", path, "--method", "labl", "--dry-run"], capsys)
     assert_usage_error(code, err, "method labl is not in the grid")
     code, out, err = run(["sweep", path, "--method", "label", "--dry-run"], capsys)
-    assert code == 0 and "todo  mnist-label-s1" in out and "mnist-vae" not in out
+    assert code == 0 and "todo  mnist-label-s0" in out and "mnist-vae" not in out
 
 
 def test_dry_run_into_a_closed_pipe(tmp_path):
