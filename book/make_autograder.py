@@ -64,8 +64,8 @@ CHAPTERS = ("05_comparison_mnist.ipynb", "06_omniglot.ipynb", "07_total_collapse
 HIDDEN_TESTS = Path(__file__).resolve().parent / "autograder_tests"
 DEFAULT_OUT = ROOT / "_build" / "autograder"
 #: Files (relative to the repository root) that a chapter's checks read; copied next to the notebooks.
-SUPPORT_FILES = {"05_comparison_mnist.ipynb": ("results/images-long",),
-                 "06_omniglot.ipynb": ("results/images-long",),
+SUPPORT_FILES = {"05_comparison_mnist.ipynb": ("results/images-long", "results/configs/images_long.json"),
+                 "06_omniglot.ipynb": ("results/images-long", "results/configs/images_long.json"),
                  "07_total_collapse.ipynb": ("results/sequence",)}
 #: Points per exercise: the public test (the book's check) and the hidden tests together.
 PUBLIC_POINTS, QUESTION_POINTS = 1, 2
