@@ -113,13 +113,10 @@ def image_runs(dataset: str, root: Path = ROOT) -> tuple[pd.DataFrame, list[str]
     from vaeas import sweep
     from vaeas.results import load_results
 
-    cfg = sweep.load_config(root / "results" / "configs" / IMAGE_CONFIG)
-    df = load_results(root / "results" / "images-long")
+    folder = root / "results" / "images-long"
+    complete = sweep.finished_methods(root / "results" / "configs" / IMAGE_CONFIG, datasets=[dataset], results=folder)
+    df = load_results(folder)
     df = df[df["dataset"] == dataset]
-    done = set(df["name"])
-    grid = sweep.select(cfg, datasets=[dataset])
-    complete = [m for m in cfg["methods"] if all(r.name in done for r in grid if r.method == m)
-                and any(r.method == m for r in grid)]
     return df[df["method"].isin(complete)], complete
 
 

@@ -220,6 +220,7 @@ def test_finished_methods_are_those_with_every_result(tmp_path, monkeypatch):
     assert sweep.finished_methods(cfg) == ["vae", "label"]                      # config order
     assert sweep.finished_methods(cfg, datasets=["mnist"]) == ["vae", "beta", "label"]
     assert sweep.finished_methods(cfg, fast=True) == []                         # the fast grid has its own folder
+    assert sweep.finished_methods(cfg, results=tmp_path / "elsewhere") == []    # another results folder
 
 
 # --------------------------------------------------------------------------- snapshots of a run

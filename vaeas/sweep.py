@@ -240,12 +240,13 @@ def train_or_load(config: str | os.PathLike, fast: bool = False, datasets: list[
     return read_results([res_dir / f"{r.name}.json" for r in runs])  # an older-layout file is upgraded
 
 
-def finished_methods(config: str | os.PathLike, fast: bool = False, datasets: list[str] | None = None) -> list[str]:
+def finished_methods(config: str | os.PathLike, fast: bool = False, datasets: list[str] | None = None,
+                     results: str | os.PathLike | None = None) -> list[str]:
     """The methods of the grid (config order) whose every run, on ``datasets`` (default: all), has a
-    result file: those a table can show while the rest of a study is still running, so that no row
-    rests on fewer seeds than the config gives it."""
+    result file (in ``results``, default: the config's folder): those a table can show while the rest
+    of a study is still running, so that no row rests on fewer seeds than the config gives it."""
     cfg = load_config(config)
-    res_dir, _ = folders(cfg, fast)
+    res_dir, _ = folders(cfg, fast, None if results is None else str(results))
     runs = select(cfg, fast, datasets, name=Path(config).name)
     missing = {r.method for r in runs if not (res_dir / f"{r.name}.json").is_file()}
     return [m for m in dict.fromkeys(r.method for r in runs) if m not in missing]
